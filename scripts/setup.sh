@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Install what sealcam needs on Debian 12 / Raspberry Pi OS (bookworm) and create .venv in the repo root.
+# Idempotent: re-running only does what is missing.
+#
+# Usage: bash scripts/setup.sh [--test]
+#   --test   also install what the test suite needs (system packages and the [test] extra)
+set -euo pipefail
+
+usage() { echo "usage: bash scripts/setup.sh [--test]" >&2; }
+log() { echo "setup: $*"; }
+die() { echo "setup: error: $*" >&2; exit 1; }
+
+with_test=0
+for arg in "$@"; do
+    case "$arg" in
+        --test) with_test=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage; die "unknown argument: $arg" ;;
+    esac
+done
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+export DEBIAN_FRONTEND=noninteractive
+
+# --- system packages -------------------------------------------------------------------------------
+packages=(python3 python3-venv python3-pip ffmpeg gnupg)
+if [ "$with_test" -eq 1 ]; then
+    packages+=(procps)
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+    status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)"
+    if [ "${status:0:2}" != "ii" ]; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        sudo=()
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo=(sudo)
+    else
+        die "missing packages (${missing[*]}) and not root, and sudo is not installed; run as root"
+    fi
+    log "installing ${missing[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    log "system packages present"
+fi
+
+# --- Python ----------------------------------------------------------------------------------------
+py_version() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true; }
+supported() { [ "$1" = "3.11" ] || [ "$1" = "3.12" ]; }
+
+python=""
+if [ -x /usr/bin/python3 ] && supported "$(py_version /usr/bin/python3)"; then
+    python=/usr/bin/python3
+elif command -v python3 >/dev/null 2>&1 && supported "$(py_version python3)"; then
+    python="$(command -v python3)"
+else
+    found="$(py_version /usr/bin/python3)"
+    [ -n "$found" ] || found="$(py_version python3)"
+    die "sealcam needs Python 3.11 or 3.12, found ${found:-none} (/usr/bin/python3 or python3 on PATH)"
+fi
+
+venv="$repo_root/.venv"
+if [ -e "$venv" ] && ! supported "$(py_version "$venv/bin/python")"; then
+    log "existing .venv is broken or has an unsupported Python; recreating it"
+    rm -rf "$venv"
+fi
+if [ ! -e "$venv" ]; then
+    log "creating .venv with $python ($(py_version "$python"))"
+    "$python" -m venv "$venv"
+fi
+
+# --- the project -----------------------------------------------------------------------------------
+target="."
+extra="base"
+if [ "$with_test" -eq 1 ]; then
+    target=".[test]"
+    extra="test"
+fi
+stamp="$venv/.sealcam-setup"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+have=""
+[ -f "$stamp" ] && have="$(cat "$stamp")"
+installed() {  # the stamp matches pyproject.toml and the editable install still imports
+    { [ "$have" = "$want test" ] || [ "$have" = "$want $extra" ]; } &&
+        "$venv/bin/python" -c 'import sealcam' 2>/dev/null
+}
+if installed; then
+    log "sealcam already installed in .venv (pyproject.toml unchanged)"
+else
+    log "installing sealcam (editable, $extra) into .venv"
+    rm -f "$stamp"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -e "$target"
+    echo "$want $extra" >"$stamp"
+fi
+log "done"

@@ -1,0 +1,131 @@
+"""Reading records from untrusted bytes: sequential scan with resynchronisation, and tail access.
+
+Every read is bounded by the per-type limits in constants.MAX_BODY; nothing is allocated from a length
+field before it has been checked. Damage is reported with the byte offset where it starts and where
+the next valid record header was found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .constants import MAGIC, MAGIC_PREFIX, RECORD_HEADER_LEN, RECORD_SYNC, RecordType
+from .errors import FormatError, UnsupportedVersion
+from .records import (
+    TRAILER_RECORD_LEN,
+    IndexEntry,
+    RecordHeader,
+    Trailer,
+    decode_index_body,
+    decode_record_header,
+)
+
+_SCAN_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    offset: int
+    header: RecordHeader
+    data: bytes  # the whole record: 16-byte record header, then the body
+
+    @property
+    def body(self) -> memoryview:
+        return memoryview(self.data)[RECORD_HEADER_LEN:]
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    offset: int  # first byte that could not be parsed
+    resumed_at: int | None  # offset of the next valid record header, None if none before EOF
+    error: FormatError
+
+
+def read_magic(f: BinaryIO) -> None:
+    head = f.read(len(MAGIC))
+    if len(head) < len(MAGIC) or not head.startswith(MAGIC_PREFIX):
+        raise FormatError("not a sealcam file (bad magic)", offset=0)
+    if head != MAGIC:
+        raise UnsupportedVersion(f"format version {head[-1]} is not supported (this reader: {MAGIC[-1]})")
+
+
+def scan(f: BinaryIO, start: int = len(MAGIC)) -> Iterator[RawRecord | Damage]:
+    """Yield every record from `start` to EOF; on damage yield a Damage and resynchronise."""
+    pos = start
+    f.seek(pos)
+    while True:
+        head = f.read(RECORD_HEADER_LEN)
+        if not head:
+            return
+        try:
+            rh = decode_record_header(head, pos)
+        except FormatError as exc:
+            nxt = _resync(f, pos + 1)
+            yield Damage(pos, nxt, exc)
+            if nxt is None:
+                return
+            pos = nxt
+            f.seek(pos)
+            continue
+        body = f.read(rh.length)
+        if len(body) < rh.length:
+            yield Damage(pos, None, FormatError(
+                f"{rh.type.name} record ends {rh.length - len(body)} bytes early (file truncated)",
+                offset=pos, kind="truncated"))
+            return
+        yield RawRecord(pos, rh, head + body)
+        pos += RECORD_HEADER_LEN + rh.length
+
+
+def _resync(f: BinaryIO, pos: int) -> int | None:
+    """Offset of the next position >= pos holding a valid record header, or None."""
+    while True:
+        f.seek(pos)
+        block = f.read(_SCAN_BLOCK + RECORD_HEADER_LEN)
+        if len(block) < RECORD_HEADER_LEN:
+            return None
+        i = block.find(RECORD_SYNC)
+        while i != -1 and i + RECORD_HEADER_LEN <= len(block):
+            try:
+                decode_record_header(block[i : i + RECORD_HEADER_LEN], pos + i)
+                return pos + i
+            except FormatError:
+                i = block.find(RECORD_SYNC, i + 1)
+        if len(block) < _SCAN_BLOCK + RECORD_HEADER_LEN:
+            return None
+        pos += _SCAN_BLOCK
+
+
+def read_record_at(f: BinaryIO, offset: int, expect: RecordType, length: int | None = None) -> RawRecord:
+    """Random access to one record (seeking). Checks type and, if given, the total length."""
+    f.seek(offset)
+    head = f.read(RECORD_HEADER_LEN)
+    rh = decode_record_header(head, offset)
+    if rh.type is not expect:
+        raise FormatError(f"expected a {expect.name} record, found {rh.type.name}", offset=offset)
+    if length is not None and rh.total != length:
+        raise FormatError(f"{expect.name} record is {rh.total} bytes, the index says {length}", offset=offset)
+    body = f.read(rh.length)
+    if len(body) < rh.length:
+        raise FormatError(f"{expect.name} record truncated", offset=offset, kind="truncated")
+    return RawRecord(offset, rh, head + body)
+
+
+def read_tail(f: BinaryIO, size: int) -> tuple[Trailer, RawRecord, list[IndexEntry]] | None:
+    """TRAILER and INDEX of a closed segment, read from the end; None when the file has no trailer."""
+    at = size - TRAILER_RECORD_LEN
+    if at < len(MAGIC):
+        return None
+    try:
+        raw = read_record_at(f, at, RecordType.TRAILER)
+    except FormatError:
+        return None
+    trailer = Trailer.decode(bytes(raw.body), at)
+    if not len(MAGIC) <= trailer.index_offset < at:
+        raise FormatError("TRAILER points to an INDEX outside the file", offset=at)
+    idx = read_record_at(f, trailer.index_offset, RecordType.INDEX)
+    if idx.offset + idx.header.total != at:
+        raise FormatError("INDEX does not end where the TRAILER starts", offset=idx.offset)
+    return trailer, idx, decode_index_body(bytes(idx.body), idx.offset)

@@ -1,0 +1,1 @@
+"""Media helpers that work on compressed video without decoding it (e.g. splitting fragmented MP4)."""

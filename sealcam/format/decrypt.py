@@ -59,7 +59,9 @@ class DecryptStats:
     let_through: list[P.Problem] = field(default_factory=list)
 
 
-def light_report(path: str | Path, *, signer: bytes | None = None, keys_path: str | Path | None = None) -> SegmentReport | None:
+def light_report(
+    path: str | Path, *, signer: bytes | None = None, keys_path: str | Path | None = None
+) -> SegmentReport | None:
     """Verify a closed segment from its header and signed tail only (no chunk is read).
 
     Returns None when the segment is not closed or its tail does not verify: use verify_segment then.

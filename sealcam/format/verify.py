@@ -80,7 +80,9 @@ class SegmentReport:
             self.problems.append(p)
 
 
-def verify_segment(path: str | Path, *, signer: bytes | None = None, keys_path: str | Path | None = None) -> SegmentReport:
+def verify_segment(
+    path: str | Path, *, signer: bytes | None = None, keys_path: str | Path | None = None
+) -> SegmentReport:
     """Verify one segment file. `signer` pins the hub's public key; `keys_path` is a detached KEYS file."""
     path = Path(path)
     rep = SegmentReport(str(path))

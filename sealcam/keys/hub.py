@@ -72,7 +72,9 @@ def load_signer(spec: str) -> bytes:
     try:
         text = Path(spec).read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise KeyMaterialError(f"--signer {spec!r} is neither an {SIGNER_PREFIX}... string nor a readable file") from exc
+        raise KeyMaterialError(
+            f"--signer {spec!r} is neither an {SIGNER_PREFIX}... string nor a readable file"
+        ) from exc
     for word in text.replace(":", " ").split():
         if word.startswith(SIGNER_PREFIX):
             return decode_public(SIGNER_PREFIX, word)

@@ -171,13 +171,14 @@ def iter_plain(
     signed = rep.trailer is not None and rep.digest is not None
     covered = rep.verified_count
     chained_pos = {r.offset: j for j, r in enumerate(rep.records)}
+    gaps_at = {r.offset: r for r in rep.records if r.type is RecordType.GAP}
     with open(rep.path, "rb") as f:
         expect_at = None
         if full_read and signed:
             expect_at = _end_of_keys(f, rep)
         for r in records:
             if expect_at is not None:
-                _check_between(f, expect_at, r.offset, rep)
+                _check_between(f, expect_at, r.offset, rep, gaps_at)
                 expect_at = r.offset + r.length
             try:
                 raw = read_record_at(f, r.offset, r.type, r.length)
@@ -212,8 +213,8 @@ def iter_plain(
             stats.chunks += 1
             stats.bytes += len(payload)
             yield Plain(j, r.time_us, kind, bool(raw.header.flags & RecordFlag.KEY), payload)
-        if expect_at is not None and len(records) == len(rep.records):
-            _check_between(f, expect_at, rep.trailer.index_offset, rep)
+        if expect_at is not None and len(records) == sum(r.type is RecordType.CHUNK for r in rep.records):
+            _check_between(f, expect_at, rep.trailer.index_offset, rep, gaps_at)
 
 
 def _end_of_keys(f: BinaryIO, rep: SegmentReport) -> int:
@@ -224,12 +225,19 @@ def _end_of_keys(f: BinaryIO, rep: SegmentReport) -> int:
     return end
 
 
-def _check_between(f: BinaryIO, start: int, end: int, rep: SegmentReport) -> None:
-    """Only CHECKPOINT records may sit between signed records."""
+def _check_between(f: BinaryIO, start: int, end: int, rep: SegmentReport, gaps: dict[int, RecordInfo]) -> None:
+    """Only CHECKPOINT records, and the signed GAP records where the index puts them (`gaps`, by offset),
+    may sit between signed chunks."""
     pos = start
     while pos < end:
         try:
-            raw = read_record_at(f, pos, RecordType.CHECKPOINT)
+            gap = gaps.get(pos)
+            if gap is not None:
+                raw = read_record_at(f, pos, RecordType.GAP, gap.length)
+                if sha256(raw.data) != gap.digest:
+                    raise FormatError("GAP record differs from the signed index", offset=pos)
+            else:
+                raw = read_record_at(f, pos, RecordType.CHECKPOINT)
         except FormatError as exc:
             raise VerificationFailed([P.Problem(P.MALFORMED, "bytes not covered by the signature between "
                                                 f"signed records ({exc.message})", rep.path, pos)]) from exc
@@ -243,11 +251,14 @@ def decrypt_segment(
     signer: bytes | None = None, since_us: int | None = None, until_us: int | None = None,
     force: bool = False, kinds: frozenset[PayloadKind] | None = None,
 ) -> DecryptStats:
-    """Convenience for one file: verify (light, else full), unwrap, decrypt, write stream payloads."""
+    """Convenience for one file: verify (light, else full), unwrap, decrypt, write stream payloads.
+
+    With `force`, always the full, resynchronising read: chunks are taken where they are found, not where
+    the signed index says, so moved or shifted chunks that still authenticate are recovered (and reported)."""
     from .constants import STREAM_KINDS
 
     kinds = STREAM_KINDS if kinds is None else kinds
-    rep = light_report(path, signer=signer) or verify_segment(path, signer=signer)
+    rep = (None if force else light_report(path, signer=signer)) or verify_segment(path, signer=signer)
     if rep.header is None:
         raise VerificationFailed(rep.problems or [P.Problem(P.MALFORMED, "no header", str(path))])
     if rep.problems and not force:

@@ -43,6 +43,22 @@ class Damage:
     error: FormatError
 
 
+def _read_body(f: BinaryIO, n: int) -> bytes:
+    """Read up to `n` bytes without allocating `n` first when the stream holds fewer.
+
+    `f.read(n)` reserves `n` bytes before reading, so a forged length field (up to the per-type limit,
+    tens of MiB) would cost that much memory even in a tiny file. Large claims are checked against the
+    bytes actually left; a short result tells the caller the record is truncated.
+    """
+    if n > _SCAN_BLOCK:
+        here = f.tell()
+        left = f.seek(0, 2) - here
+        f.seek(here)
+        if left < n:
+            return f.read(max(left, 0))
+    return f.read(n)
+
+
 def read_magic(f: BinaryIO) -> None:
     head = f.read(len(MAGIC))
     if len(head) < len(MAGIC) or not head.startswith(MAGIC_PREFIX):
@@ -69,7 +85,7 @@ def scan(f: BinaryIO, start: int = len(MAGIC)) -> Iterator[RawRecord | Damage]:
             pos = nxt
             f.seek(pos)
             continue
-        body = f.read(rh.length)
+        body = _read_body(f, rh.length)
         if len(body) < rh.length:
             yield Damage(pos, None, FormatError(
                 f"{rh.type.name} record ends {rh.length - len(body)} bytes early (file truncated)",
@@ -100,14 +116,17 @@ def _resync(f: BinaryIO, pos: int) -> int | None:
 
 def read_record_at(f: BinaryIO, offset: int, expect: RecordType, length: int | None = None) -> RawRecord:
     """Random access to one record (seeking). Checks type and, if given, the total length."""
-    f.seek(offset)
+    try:  # offsets come from (signed, but not necessarily sane) index entries: up to 2**64 - 1
+        f.seek(offset)
+    except (OSError, ValueError, OverflowError):
+        raise FormatError(f"{expect.name} record offset {offset} is outside any file", offset=None) from None
     head = f.read(RECORD_HEADER_LEN)
     rh = decode_record_header(head, offset)
     if rh.type is not expect:
         raise FormatError(f"expected a {expect.name} record, found {rh.type.name}", offset=offset)
     if length is not None and rh.total != length:
         raise FormatError(f"{expect.name} record is {rh.total} bytes, the index says {length}", offset=offset)
-    body = f.read(rh.length)
+    body = _read_body(f, rh.length)
     if len(body) < rh.length:
         raise FormatError(f"{expect.name} record truncated", offset=offset, kind="truncated")
     return RawRecord(offset, rh, head + body)

@@ -68,6 +68,8 @@ class SegmentReport:
     #: chained records covered by a valid signature (the trailer's, or the last valid checkpoint's)
     verified_count: int = 0
     size: int = 0
+    #: byte ranges the reader skipped as damaged: (first damaged byte, where it resynchronised or None)
+    damaged: list[tuple[int, int | None]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -132,6 +134,8 @@ class _Walker:
         self.state = "header"
         self.final_seen_at: int | None = None
         self.checkpoint_problem: tuple[str, str, int] | None = None  # first failing checkpoint
+        self.gap_records: list[tuple[Gap, RecordInfo]] = []
+        self.index_trusted = False  # the INDEX is the one the trailer's valid signature covers
 
     def walk(self, items) -> None:  # noqa: ANN001
         rep = self.rep
@@ -140,13 +144,24 @@ class _Walker:
                 e = item.error
                 where = f"; resumed at byte {item.resumed_at}" if item.resumed_at is not None else ""
                 rep.add(e.kind, e.message + where, offset=item.offset)
+                rep.damaged.append((item.offset, item.resumed_at))
                 continue
             handler = getattr(self, "_on_" + item.header.type.name.lower())
             try:
                 handler(item)
             except FormatError as exc:
                 rep.add(exc.kind, exc.message, offset=exc.offset)
+                if item.header.type is RecordType.HEADER and rep.header is None:
+                    break  # without a header nothing else can be checked; don't list every record as unexpected
         self._finish()
+        self._keep_signed_gaps()
+
+    def _keep_signed_gaps(self) -> None:
+        """Only gap records a valid signature covers are honest gaps; an unsigned one explains nothing."""
+        rep = self.rep
+        covered = {id(r) for r in rep.records[: rep.verified_count]}
+        signed = {e.digest for e in rep.index} if self.index_trusted and rep.index else set()
+        rep.gaps = [g for g, r in self.gap_records if id(r) in covered or r.digest in signed]
 
     def _unexpected(self, rec: RawRecord) -> None:
         self.rep.add(P.MALFORMED, f"unexpected {rec.header.type.name} record here", offset=rec.offset)
@@ -181,6 +196,7 @@ class _Walker:
         gap = Gap.decode(bytes(rec.body), rec.offset)
         if self._chained(rec, gap.index, gap.from_us, gap.camera_handle, gap.segment_id):
             self.rep.gaps.append(gap)
+            self.gap_records.append((gap, self.rep.records[-1]))
 
     def _chained(self, rec: RawRecord, index: int, t: int, handle: bytes, seg_id: bytes) -> bool:
         rep = self.rep
@@ -253,17 +269,25 @@ class _Walker:
             if not any(p.kind == P.WRONG_SIGNER for p in rep.problems):
                 rep.add(P.BAD_SIGNATURE, "segment signature does not verify", offset=self.trailer_offset)
             return self._reconcile_clear_indexes()
-        if t.header_digest != rep.header_digest:
+        header_ok = t.header_digest == rep.header_digest
+        if not header_ok:
             rep.add(P.HEADER_MODIFIED, "header differs from the signed header", offset=rep.header_offset)
         if self.index_raw is None or hashlib.sha256(self.index_raw.data).digest() != t.index_digest:
             rep.add(P.INDEX_MODIFIED, "index differs from the signed index",
                     offset=self.index_raw.offset if self.index_raw else None)
             return self._reconcile_clear_indexes()
         rep.signer_ok = self.pin is None or rep.header.signer == self.pin
-        before = len(rep.problems)
-        _reconcile(rep, rep.index)
-        if len(rep.problems) == before and self.chain != t.chain:
+        if rep.index is None:  # signed, yet undecodable: already reported as malformed
+            return
+        self.index_trusted = True
+        if not header_ok:
+            _forget_false_splices(rep, rep.index)
+        exact = _reconcile(rep, rep.index)
+        # the chain starts from the header digest, so a modified header alone changes it: nothing more to say
+        if exact and header_ok and self.chain != t.chain:
             rep.add(P.MODIFIED, "hash chain differs from the signed chain", offset=self.trailer_offset)
+        if exact:
+            _check_offsets(rep, self.index_raw.offset)
         if not rep.problems:
             rep.digest = segment_digest(t.signed_fields())
             rep.verified_count = t.count
@@ -275,8 +299,9 @@ class _Walker:
             kind, msg, off = self.checkpoint_problem
             rep.add(kind, msg, offset=off)
         if self.final_seen_at is None:
-            rep.add(P.MISSING_FINAL, "segment has no final chunk: it was cut at a record boundary or never "
-                    "closed", offset=rep.size)
+            if not any(p.kind == P.TRUNCATED for p in rep.problems):
+                rep.add(P.MISSING_FINAL, "segment has no final chunk: it was cut at a record boundary or never "
+                        "closed", offset=rep.size)
         else:
             rep.add(P.MISSING_TRAILER, "segment has its final chunk but no signed trailer", offset=rep.size)
         self._reconcile_clear_indexes()
@@ -308,16 +333,46 @@ class _Walker:
 
 
 def _check_times(rep: SegmentReport) -> None:
-    last = None
+    """Capture times must not go backwards along the segment's own chunks in index order. A record of another
+    segment, or one whose index does not advance (reordered, duplicated), is named as such, not as re-timed."""
+    last, last_index = None, -1
+    own = (rep.header.camera_handle, rep.header.segment_id)
     for r in rep.records:
-        if r.type is RecordType.CHUNK:
-            if last is not None and r.time_us < last:
-                rep.add(P.RETIMED, "capture time goes backwards", offset=r.offset, index=r.index)
-            last = r.time_us if last is None else max(last, r.time_us)
+        if r.type is not RecordType.CHUNK or r.index <= last_index or (r.camera_handle, r.segment_id) != own:
+            continue
+        if last is not None and r.time_us < last:
+            rep.add(P.RETIMED, "capture time goes backwards", offset=r.offset, index=r.index)
+        last = r.time_us if last is None else max(last, r.time_us)
+        last_index = r.index
 
 
-def _reconcile(rep: SegmentReport, index: list[IndexEntry]) -> None:
-    """Match the records found against the signed index; name every difference."""
+def _forget_false_splices(rep: SegmentReport, index: list[IndexEntry]) -> None:
+    """With a modified header, records were compared against a wrong camera handle or segment id: those that
+    match the signed index are genuine, not spliced."""
+    signed = {e.digest for e in index}
+    genuine = {r.offset for r in rep.records if r.digest in signed}
+    rep.problems = [p for p in rep.problems
+                    if not (p.kind in (P.SPLICED_CAMERA, P.SPLICED_SEGMENT) and p.offset in genuine)]
+
+
+def _check_offsets(rep: SegmentReport, index_offset: int) -> None:
+    """With every signed record present and in order: are they where the signed index puts them?
+
+    Bytes inserted or removed between signed records (a checkpoint dropped or repeated) shift them; the
+    decryptor seeks by the signed offsets, so such a file would verify but not decrypt."""
+    for r, e in zip(rep.records, rep.index, strict=False):
+        if r.offset != e.offset:
+            rep.add(P.MODIFIED, f"record found at byte {r.offset}, the signed index places it at byte {e.offset} "
+                    "(bytes inserted or removed before it)", offset=r.offset, index=r.index)
+            return
+    if rep.trailer.index_offset != index_offset:
+        rep.add(P.MODIFIED, f"INDEX found at byte {index_offset}, the signed trailer places it at byte "
+                f"{rep.trailer.index_offset} (bytes inserted or removed before it)", offset=index_offset)
+
+
+def _reconcile(rep: SegmentReport, index: list[IndexEntry]) -> bool:
+    """Match the records found against the signed index; name every difference. True when they are exactly
+    the indexed records, each once, in order."""
     by_digest = {e.digest: i for i, e in enumerate(index)}
     matched: set[int] = set()
     claimed: set[int] = set()
@@ -342,6 +397,10 @@ def _reconcile(rep: SegmentReport, index: list[IndexEntry]) -> None:
             rep.add(P.REORDERED, f"record {j} appears after record {high}", offset=r.offset, index=j)
         matched.add(j)
         high = max(high, j)
+    exact = [by_digest.get(r.digest) for r in rep.records] == list(range(len(index)))
     for j, e in enumerate(index):
         if j not in matched and j not in claimed:
+            if any(start <= e.offset < (rep.size if end is None else end) for start, end in rep.damaged):
+                continue  # its bytes are there but damaged, and named where the reader found the damage
             rep.add(P.DROPPED, "signed record is missing", offset=e.offset, index=j)
+    return exact

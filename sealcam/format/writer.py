@@ -140,6 +140,7 @@ class SegmentWriter:
         self._hdr_digest = header_digest(header_record)
         self._chain = chain_start(self._hdr_digest)
         self._aead = _aead.new_aead(suite, self._key)
+        self._scratch = bytearray()  # framed plaintext of the chunk being sealed; wiped after each use
         self._entries: list[IndexEntry] = []
         self._offset = 0
         self._closed = False
@@ -178,7 +179,11 @@ class SegmentWriter:
         flags = (RecordFlag.KEY if key else 0) | (RecordFlag.FINAL if final else 0)
         index = len(self._entries)
         clear = ChunkHead(self.header.camera_handle, self.header.segment_id, index, t).encode()
-        framed = _aead.frame(kind, payload, pad)
+        need = len(payload) + _aead.FRAME_OVERHEAD + pad
+        if len(self._scratch) < need:  # reused: a fresh buffer per chunk costs more than the AEAD
+            _aead.wipe(self._scratch)
+            self._scratch = bytearray(need + need // 4)
+        framed = _aead.frame_into(self._scratch, kind, payload, pad)
         body_len = CHUNK_CLEAR_LEN + len(framed) + TAG_LEN
         record = bytearray(RECORD_HEADER_LEN + body_len)
         record[: RECORD_HEADER_LEN + CHUNK_CLEAR_LEN] = encode_record_header(RecordType.CHUNK, flags, body_len) + clear
@@ -211,9 +216,14 @@ class SegmentWriter:
 
     def close(self) -> SealedSegment:
         """Finish the segment: final chunk (if none yet), INDEX, signed TRAILER. Wipes the data key."""
-        self._check_open()
+        if self._closed:  # not _check_open(): close() is what must follow a final chunk
+            raise RuntimeError("segment already closed")
         if not self._final:
-            self.add_chunk(b"", kind=PayloadKind.FILLER, final=True)
+            # Never before the last chunk's time: callers may stamp chunks ahead of this clock (fMP4 times).
+            last = next((e.time_us for e in reversed(self._entries) if e.type is RecordType.CHUNK), None)
+            now = self._clock()
+            self.add_chunk(b"", kind=PayloadKind.FILLER, capture_us=now if last is None else max(now, last),
+                           final=True)
         index_offset = self._offset
         index_record = encode_record(RecordType.INDEX, 0, encode_index_body(self._entries))
         self._emit(index_record)
@@ -267,4 +277,5 @@ class SegmentWriter:
         self._aead = None
         _aead.wipe(self._key)
         self._key = None
+        _aead.wipe(self._scratch)
 

@@ -42,6 +42,9 @@ def decode_public(prefix: str, text: str) -> bytes:
     pub, check = data[:32], data[32:]
     if check != _check(prefix, pub):
         raise KeyMaterialError(f"sealcam {what} checksum does not match (a typo?)")
+    if encode_public(prefix, pub) != prefix + text[len(prefix) :].lower():
+        # The last base32 character carries 2 unused bits: a typo there would otherwise pass unnoticed.
+        raise KeyMaterialError(f"sealcam {what} checksum does not match (a typo in the last character?)")
     return pub
 
 

@@ -26,10 +26,21 @@ SCRYPT_P = 1
 _BLOCK = re.compile(r"-----BEGIN SEALCAM (ENCRYPTED )?([A-Z ]+)-----\s*([A-Za-z0-9+/=\s]+?)-----END SEALCAM")
 
 
+SCRYPT_MAX_MEMORY = 1 << 30  # bytes (128 * r * N); the default parameters use 32 MiB
+SCRYPT_MAX_WORK = 1 << 24  # N * r * p; the default parameters use 2^18
+
+
 def _kdf(passphrase: bytes, salt: bytes, log2n: int, r: int, p: int) -> bytes:
+    # The parameters come from the (untrusted) file: bound memory and work before deriving, so a crafted
+    # file cannot make the loader allocate 16 GiB or spin for minutes.
     if not (10 <= log2n <= 22 and 1 <= r <= 32 and 1 <= p <= 16):
         raise KeyMaterialError("key file has out-of-range scrypt parameters")
-    return Scrypt(salt=salt, length=32, n=1 << log2n, r=r, p=p).derive(passphrase)
+    if 128 * r << log2n > SCRYPT_MAX_MEMORY or (r * p) << log2n > SCRYPT_MAX_WORK:
+        raise KeyMaterialError("key file asks for more scrypt memory or work than sealcam allows")
+    try:
+        return Scrypt(salt=salt, length=32, n=1 << log2n, r=r, p=p).derive(passphrase)
+    except MemoryError:
+        raise KeyMaterialError("not enough memory for this key file's scrypt parameters") from None
 
 
 def dump_secret(kind: str, key: bytes, passphrase: bytes | None, comments: list[str]) -> str:

@@ -1,0 +1,1 @@
+"""Generator of sealcam's container test vectors (tests/vectors/). Entry point: scripts/make_vectors.py."""

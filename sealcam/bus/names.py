@@ -91,3 +91,14 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("sealed:rec:{handle}", SEALED, "SealedRecord", MAXLEN_SEALED_REC, ("crypto",), (GROUP_UPLOADER,)),
     StreamSpec(SEALED_HEALTH, SEALED, "Health", MAXLEN_HEALTH, ("crypto", "uploader"), (GROUP_WATCHDOG,)),
 )
+
+
+def object_name(handle: str, seq: int, created_us: int) -> str:
+    """Remote object name of a sealed segment: opaque handle, sequence number, coarse (hour) UTC time only.
+
+    e.g. `3f9a.../000000000042-2026112219.seal`. Nothing in it names the camera, the content or a recipient.
+    """
+    import datetime as _dt
+
+    hour = _dt.datetime.fromtimestamp(created_us // 1_000_000, _dt.UTC).strftime("%Y%m%d%H")
+    return f"{_check(_HANDLE, handle, 'handle')}/{seq:012d}-{hour}.seal"

@@ -1,0 +1,1 @@
+"""sealcam crypto service (see README.md beside this file)."""

@@ -1,0 +1,1 @@
+"""sealcam motion service (see README.md beside this file)."""

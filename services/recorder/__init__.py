@@ -1,0 +1,1 @@
+"""sealcam recorder service (see README.md beside this file)."""

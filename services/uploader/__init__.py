@@ -1,0 +1,1 @@
+"""sealcam uploader service (see README.md beside this file)."""

@@ -1,0 +1,1 @@
+"""sealcam watchdog service (see README.md beside this file)."""

@@ -248,7 +248,7 @@ def _one(rep, recs, identities, args, out, extract, stats, progress, last_init, 
         return
     full = args.since is None and args.until is None
     try:
-        for plain in iter_plain(rep, key, recs, force=args.force, stats=stats, full_read=full):
+        for plain in iter_plain(rep, key, recs, force=args.force, stats=stats, full_read=full, reuse_buffer=True):
             progress.add(lengths.get(plain.index, 0))
             if plain.kind is PayloadKind.VIDEO_INIT:
                 digest = hashlib.sha256(plain.payload).digest()

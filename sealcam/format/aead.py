@@ -74,12 +74,16 @@ def seal_into(aead, index: int, framed: bytes | bytearray, ad: bytes, out: memor
     aead.encrypt_into(chunk_nonce(index), framed, ad, out)
 
 
-def open_chunk(aead, index: int, ciphertext: memoryview, ad: bytes, *, offset: int) -> tuple[PayloadKind, memoryview]:  # noqa: ANN001
-    """Authenticate and decrypt one chunk; return (kind, payload view). Raises DecryptError."""
+def open_chunk(aead, index: int, ciphertext: memoryview, ad: bytes, *, offset: int,  # noqa: ANN001
+               scratch: bytearray | None = None) -> tuple[PayloadKind, memoryview]:
+    """Authenticate and decrypt one chunk; return (kind, payload view). Raises DecryptError.
+
+    With `scratch`, the plaintext goes into that (reused) buffer when it is large enough: the returned view
+    is then valid only until the next call with the same scratch."""
     n = len(ciphertext) - TAG_LEN
     if n < FRAME_OVERHEAD:
         raise DecryptError("chunk too short to hold a framed plaintext", offset=offset, index=index)
-    buf = bytearray(n)
+    buf = memoryview(scratch)[:n] if scratch is not None and len(scratch) >= n else bytearray(n)
     try:
         aead.decrypt_into(chunk_nonce(index), ciphertext, ad, buf)
     except InvalidTag:
@@ -89,7 +93,7 @@ def open_chunk(aead, index: int, ciphertext: memoryview, ad: bytes, *, offset: i
     if pad > n - FRAME_OVERHEAD:
         raise DecryptError(f"padding length {pad} exceeds the chunk", offset=offset, index=index)
     end = n - 4 - pad
-    if any(buf[end : n - 4]):
+    if pad and bytes(buf[end : n - 4]).count(0) != pad:
         raise DecryptError("padding is not all zero", offset=offset, index=index)
     try:
         kind = PayloadKind(buf[0])

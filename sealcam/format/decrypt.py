@@ -161,11 +161,27 @@ def select(rep: SegmentReport, since_us: int | None, until_us: int | None) -> li
 
 def iter_plain(
     rep: SegmentReport, key: bytearray, records: list[RecordInfo], *, force: bool = False,
-    stats: DecryptStats | None = None, full_read: bool = False,
+    stats: DecryptStats | None = None, full_read: bool = False, reuse_buffer: bool = False,
 ) -> Iterator[Plain]:
     """Decrypt `records` (from `select`). Digests are checked against the signed index when there is one;
-    `full_read` also checks that only checkpoints sit between the signed records."""
+    `full_read` also checks that only checkpoints sit between the signed records.
+
+    `reuse_buffer`: decrypt every chunk into one buffer (faster); each Plain.payload is then valid only until
+    the next item is drawn, so write it out before asking for the next. The buffer is wiped at the end."""
     stats = stats if stats is not None else DecryptStats()
+    longest = max((r.length for r in records), default=0)
+    scratch = bytearray(longest) if reuse_buffer else None  # plaintext
+    raw_buf = bytearray(longest) if reuse_buffer else None  # ciphertext records as read
+    try:
+        yield from _iter_plain(rep, key, records, force, stats, full_read, scratch, raw_buf)
+    finally:
+        _aead.wipe(scratch)
+
+
+def _iter_plain(
+    rep: SegmentReport, key: bytearray, records: list[RecordInfo], force: bool, stats: DecryptStats,
+    full_read: bool, scratch: bytearray | None, raw_buf: bytearray | None,
+) -> Iterator[Plain]:
     hdr = rep.header
     aead = _aead.new_aead(hdr.suite, key)
     signed = rep.trailer is not None and rep.digest is not None
@@ -181,7 +197,7 @@ def iter_plain(
                 _check_between(f, expect_at, r.offset, rep, gaps_at)
                 expect_at = r.offset + r.length
             try:
-                raw = read_record_at(f, r.offset, r.type, r.length)
+                raw = read_record_at(f, r.offset, r.type, r.length, into=raw_buf)
             except FormatError as exc:
                 if not force:
                     raise VerificationFailed([P.Problem(exc.kind, exc.message, rep.path, r.offset, r.index)]) from exc
@@ -204,7 +220,8 @@ def iter_plain(
             idx = int.from_bytes(clear[32:36], "big")
             ad = chunk_ad(rep.header_digest, RecordType.CHUNK, raw.header.flags, clear)
             try:
-                kind, payload = _aead.open_chunk(aead, idx, body[CHUNK_CLEAR_LEN:], ad, offset=r.offset)
+                kind, payload = _aead.open_chunk(aead, idx, body[CHUNK_CLEAR_LEN:], ad, offset=r.offset,
+                                                 scratch=scratch)
             except DecryptError as exc:
                 if not force:
                     raise VerificationFailed([P.Problem(P.MODIFIED, str(exc), rep.path, r.offset, j)]) from exc
@@ -268,7 +285,7 @@ def decrypt_segment(
     try:
         recs = select(rep, since_us, until_us)
         full = since_us is None and until_us is None
-        for plain in iter_plain(rep, key, recs, force=force, stats=stats, full_read=full):
+        for plain in iter_plain(rep, key, recs, force=force, stats=stats, full_read=full, reuse_buffer=True):
             if plain.kind in kinds:
                 write(plain.payload)
     finally:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .constants import MAGIC, MAGIC_PREFIX, RECORD_HEADER_LEN, RECORD_SYNC, RecordType
+from .constants import MAGIC, MAGIC_PREFIX, MAX_BODY, RECORD_HEADER_LEN, RECORD_SYNC, RecordType
 from .errors import FormatError, UnsupportedVersion
 from .records import (
     TRAILER_RECORD_LEN,
@@ -29,7 +29,7 @@ _SCAN_BLOCK = 1 << 20
 class RawRecord:
     offset: int
     header: RecordHeader
-    data: bytes  # the whole record: 16-byte record header, then the body
+    data: bytes | memoryview  # the whole record: 16-byte record header, then the body
 
     @property
     def body(self) -> memoryview:
@@ -114,18 +114,37 @@ def _resync(f: BinaryIO, pos: int) -> int | None:
         pos += _SCAN_BLOCK
 
 
-def read_record_at(f: BinaryIO, offset: int, expect: RecordType, length: int | None = None) -> RawRecord:
-    """Random access to one record (seeking). Checks type and, if given, the total length."""
+def read_record_at(
+    f: BinaryIO, offset: int, expect: RecordType, length: int | None = None, into: bytearray | None = None
+) -> RawRecord:
+    """Random access to one record (seeking). Checks type and, if given, the total length.
+
+    With a known `length` and a large enough `into` buffer the record is read into that (reused) buffer:
+    no allocation per record; the returned record's data is then valid only until `into` is reused."""
     try:  # offsets come from (signed, but not necessarily sane) index entries: up to 2**64 - 1
         f.seek(offset)
     except (OSError, ValueError, OverflowError):
         raise FormatError(f"{expect.name} record offset {offset} is outside any file", offset=None) from None
+    if length is not None:  # known length (from the signed index): one read, no header + body join
+        if not RECORD_HEADER_LEN <= length <= RECORD_HEADER_LEN + MAX_BODY[expect]:
+            raise FormatError(f"{expect.name} record length {length} is out of bounds", offset=offset)
+        if into is not None and len(into) >= length:
+            data = memoryview(into)[:length]
+            data = data[: f.readinto(data) or 0]
+        else:
+            data = _read_body(f, length)
+        rh = decode_record_header(bytes(data[:RECORD_HEADER_LEN]), offset)
+        if rh.type is not expect:
+            raise FormatError(f"expected a {expect.name} record, found {rh.type.name}", offset=offset)
+        if rh.total != length:
+            raise FormatError(f"{expect.name} record is {rh.total} bytes, the index says {length}", offset=offset)
+        if len(data) < length:
+            raise FormatError(f"{expect.name} record truncated", offset=offset, kind="truncated")
+        return RawRecord(offset, rh, data)
     head = f.read(RECORD_HEADER_LEN)
     rh = decode_record_header(head, offset)
     if rh.type is not expect:
         raise FormatError(f"expected a {expect.name} record, found {rh.type.name}", offset=offset)
-    if length is not None and rh.total != length:
-        raise FormatError(f"{expect.name} record is {rh.total} bytes, the index says {length}", offset=offset)
     body = _read_body(f, rh.length)
     if len(body) < rh.length:
         raise FormatError(f"{expect.name} record truncated", offset=offset, kind="truncated")

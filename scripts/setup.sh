@@ -26,7 +26,11 @@ export DEBIAN_FRONTEND=noninteractive
 # --- system packages -------------------------------------------------------------------------------
 packages=(python3 python3-venv python3-pip ffmpeg gnupg)
 if [ "$with_test" -eq 1 ]; then
-    packages+=(procps)
+    packages+=(procps openssh-server)
+    # RTSP camera emulator (tests/rtsp_server.py): gst-rtsp-server via the system Python's python3-gi;
+    # x264enc is in -ugly, rtph264pay in -good
+    packages+=(gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+        gstreamer1.0-plugins-ugly python3-gi)
 fi
 
 missing=()

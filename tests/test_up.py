@@ -16,7 +16,7 @@ from sealcam.cli.up import parse_duration
 from sealcam.config import default_config, load_config
 from sealcam.up.firstrun import first_run, key_paths
 from sealcam.up.restart import RestartPolicy, RestartTracker
-from sealcam.up.supervisor import SERVICE_ORDER, ServiceSpec, Supervisor, UpError
+from sealcam.up.supervisor import SERVICE_ORDER, ServiceSpec, Supervisor, UpError, default_services
 
 
 # ---------------------------------------------------------------------------------------------------- policy
@@ -115,6 +115,9 @@ def sup(tmp_path: Path, env: dict[str, str], services: list[str], lines: list, *
 
 def test_default_order_leaves_the_motion_slot() -> None:
     assert SERVICE_ORDER == ("crypto", "uploader", "watchdog", "recorder")
+    # stop: no new footage, then crypto closes segments, then the uploader ships them, then the watchdog
+    ranks = {s.name: s.stop_rank for s in default_services()}
+    assert sorted(ranks, key=ranks.get) == ["recorder", "crypto", "uploader", "watchdog"]
 
 
 def test_runs_services_with_buses_and_stops_clean(tmp_path: Path, fakes: dict[str, str]) -> None:

@@ -382,12 +382,28 @@ def seaweed(tmp_path_factory):  # noqa: ANN001, ANN201
             client.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
             client.create_bucket(Bucket="plain")
             break
-        except Exception:
+        except Exception:  # noqa: BLE001 - any client error means "not up yet" until the deadline
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.5)
+    # SeaweedFS answers bucket calls before its volume path is ready: warm up until writes succeed in a row,
+    # so the tests measure the uploader, not the server's start-up.
+    ok = 0
+    while ok < 3:
+        try:
+            client.put_object(Bucket="plain", Key="warmup", Body=b"x")
+            client.delete_object(Bucket="plain", Key="warmup")
+            ok += 1
+        except Exception:  # noqa: BLE001 - as above
+            ok = 0
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
                 raise
             time.sleep(0.5)
     yield {"url": url, "dir": d, "client": client}
+    if proc.poll() is not None:
+        print("weed exited early; log tail:\n" + (d / "weed.log").read_text(errors="replace")[-3000:])
     proc.terminate()
     try:
         proc.wait(5)

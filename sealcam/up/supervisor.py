@@ -1,4 +1,4 @@
-"""Start the buses and every service, keep them running, stop them in reverse order.
+"""Start the buses and every service, keep them running, stop them in an order that loses nothing.
 
     buses (embedded unless configured) -> crypto -> uploader -> watchdog -> [motion: later] -> recorder
 
@@ -32,6 +32,9 @@ log = logging.getLogger("sealcam.up")
 
 #: Start order; stop order is the reverse. motion joins before recorder when it lands (issue: motion).
 SERVICE_ORDER = ("crypto", "uploader", "watchdog", "recorder")
+#: Stop order: no new footage first; then crypto closes its segments (final records onto the sealed bus); then
+#: the uploader takes those in and ships them; the watchdog last. So a clean stop leaves the remote complete.
+STOP_ORDER = ("recorder", "crypto", "uploader", "watchdog")
 CLEAN_EXIT = (0, -signal.SIGTERM, -signal.SIGINT)
 
 
@@ -44,13 +47,14 @@ class ServiceSpec:
     name: str
     module: str  # run as `python -m module --config FILE`
     extra_args: tuple[str, ...] = ()
+    stop_rank: int | None = None  # lower stops first; None: after the ranked ones, in reverse start order
 
     def argv(self, config_path: Path) -> list[str]:
         return [sys.executable, "-m", self.module, "--config", str(config_path), *self.extra_args]
 
 
 def default_services() -> list[ServiceSpec]:
-    return [ServiceSpec(n, f"services.{n}") for n in SERVICE_ORDER]
+    return [ServiceSpec(n, f"services.{n}", stop_rank=STOP_ORDER.index(n)) for n in SERVICE_ORDER]
 
 
 @dataclass
@@ -219,10 +223,13 @@ class Supervisor:
         return 0 if clean else 1
 
     def stop(self) -> bool:
-        """Stop services in reverse start order (SIGTERM, grace, SIGKILL), then the buses. True if all clean."""
+        """Stop services in STOP_ORDER (others in reverse start order) with SIGTERM, grace, SIGKILL; then the
+        buses. True if all stopped cleanly."""
         self.stop_event.set()
         clean = True
-        for p in reversed(self.procs):
+        order = sorted(range(len(self.procs)), key=lambda i: (
+            self.procs[i].spec.stop_rank if self.procs[i].spec.stop_rank is not None else len(STOP_ORDER), -i))
+        for p in (self.procs[i] for i in order):
             proc = p.proc
             if proc is None:
                 continue

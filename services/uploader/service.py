@@ -35,6 +35,7 @@ DISCOVER_S = 2.0
 HEALTH_S = 5.0
 RETENTION_S = 600.0
 BLOCK_MS = 500
+DRAIN_S = 5.0  # at most this long taking in records already on the bus when stopping
 COUNT = 64
 
 
@@ -213,12 +214,24 @@ class Uploader:
                     log.warning("sealed bus: %s (retrying)", exc)
                     self.stop_event.wait(1.0)
         finally:
+            self._drain()
             for w in self.workers:
                 w.stop()
             try:
                 self.publish_health()
             except redis.RedisError:
                 pass
+
+    def _drain(self) -> None:
+        """On a clean stop, take in what is already on the sealed bus (e.g. the final records crypto wrote
+        while closing its segments) before the backend workers finish their queues. Bounded by DRAIN_S."""
+        deadline = time.monotonic() + DRAIN_S
+        try:
+            self.discover()
+            while time.monotonic() < deadline and self.poll(block_ms=200) > 0:
+                pass
+        except redis.RedisError as exc:
+            log.warning("sealed bus: %s while draining on stop; the rest is sent on the next start", exc)
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -3,6 +3,7 @@ for listing."""
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import io
 import posixpath
@@ -47,10 +48,8 @@ class FtpBackend:
 
     def close(self) -> None:
         if self._ftp is not None:
-            try:
+            with contextlib.suppress(OSError, EOFError, ftplib.Error):  # closing a dead connection
                 self._ftp.close()
-            except Exception:  # noqa: BLE001, S110 - closing a dead connection
-                pass
         self._ftp = None
 
     def _path(self, obj: str) -> str:

@@ -6,6 +6,7 @@ password or private key is read from its SecretRef when connecting and kept only
 
 from __future__ import annotations
 
+import contextlib
 import io
 import posixpath
 import stat as statmod
@@ -71,11 +72,9 @@ class SftpBackend:
 
     def close(self) -> None:
         for c in (self._sftp, self._ssh):
-            try:
-                if c is not None:
+            if c is not None:
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):  # closing a dead connection
                     c.close()
-            except Exception:  # noqa: BLE001, S110 - closing a dead connection
-                pass
         self._sftp = self._ssh = None
 
     def _path(self, obj: str) -> str:

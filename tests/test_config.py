@@ -180,14 +180,14 @@ def test_secret_ref_reveal_and_hiding(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_section_for_limits_what_each_service_sees() -> None:
     cfg = load_config(EXAMPLE)
     up = cfg.section_for("uploader")
-    assert set(up) == {"storage", "retention", "data_dir", "sealed_bus"}
+    assert set(up) == {"storage", "retention", "data_dir", "sealed_bus", "sealed_auth"}
     flat = repr(up)
     assert "hub" not in flat and "recipient" not in flat and "plain" not in flat and "rtsp" not in flat
     crypto = cfg.section_for("crypto")
     assert {"hub", "recipients", "recording", "plain_bus", "sealed_bus"} <= set(crypto)
     assert "storage" not in crypto and "secret_access_key" not in repr(crypto)
     rec = cfg.section_for("recorder")
-    assert set(rec) == {"cameras", "recording", "plain_bus"} and "sealed" not in repr(rec)
+    assert set(rec) == {"cameras", "recording", "plain_bus", "plain_auth"} and "sealed" not in repr(rec)
     assert "password_file" not in repr(cfg.section_for("motion"))
     assert all(isinstance(cfg.section_for(s), dict) for s in SERVICES)
     with pytest.raises(ValueError, match="unknown service"):

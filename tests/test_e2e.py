@@ -24,19 +24,21 @@ def test_rtsp_camera_to_verified_decryptable_remote(tmp_path: Path) -> None:
     # First run with no config makes the keys and a default config; then point it at the RTSP camera.
     first = _run("up", "--data-dir", str(data), "--for", "1s")
     assert first.returncode == 0, first.stdout + first.stderr
-    cfg_path = data / "config.yml"
-    cfg = yaml.safe_load(cfg_path.read_text())
+    # The recording run gets a data dir of its own (its own spool and remote), reusing the first run's keys.
+    run_dir = tmp_path / "run"
+    cfg = yaml.safe_load((data / "config.yml").read_text())
+    cfg["data_dir"] = str(run_dir)
+    cfg["storage"][0]["path"] = str(run_dir / "remote")
     cfg["recording"]["segment_seconds"] = 10
+    cfg_path = tmp_path / "porch.yml"
     with rtsp_camera() as cam:
         cfg["cameras"][0]["id"] = "porch"
         cfg["cameras"][0]["inputs"] = [{"url": cam.url, "roles": ["record"]}]
         cfg_path.write_text(yaml.safe_dump(cfg))
-        for old in (data / "remote").rglob("*.seal"):
-            old.unlink()  # the 1 s first run's synthetic segment is another camera: keep the check simple
-        up = _run("up", "--config", str(cfg_path), "--data-dir", str(data), "--for", "25s")
+        up = _run("up", "--config", str(cfg_path), "--data-dir", str(run_dir), "--for", "25s")
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
 
-    remote = data / "remote"
+    remote = run_dir / "remote"
     signer = data / "keys" / "hub.key"
     ver = _run("verify", "--json", "--signer", str(signer), str(remote))
     rep = json.loads(ver.stdout)

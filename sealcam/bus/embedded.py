@@ -44,6 +44,7 @@ class EmbeddedBus:
     directory: Path
     name: str = "bus"
     persist: bool = False
+    aclfile: Path | None = None  # ACL users (sealcam.bus.acl); the default user is off in it
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -64,6 +65,8 @@ class EmbeddedBus:
             "--logfile", str(self.directory / f"{self.name}.log"),
             "--appendonly", "yes" if self.persist else "no",
         ]
+        if self.aclfile is not None:
+            args += ["--aclfile", str(self.aclfile)]
         if self.persist:
             args += ["--appendfilename", f"{self.name}.aof", "--appendfsync", "everysec"]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -84,7 +87,13 @@ class EmbeddedBus:
         import redis
 
         try:
-            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping())
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            probe = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1, retry=Retry(NoBackoff(), 0))
+            return bool(probe.ping())
+        except redis.AuthenticationError:
+            return True  # it answers (NOAUTH: ACL users only, the default user is off)
         except redis.RedisError:
             return False
 

@@ -68,6 +68,29 @@ def sealed_rec(handle: str) -> str:
 SEALED_HEALTH = "sealed:health"
 
 
+def heartbeat_pattern(service: str) -> str:
+    """Key pattern (Redis glob) of one service's heartbeat keys, for its ACL user."""
+    return f"hb:{_check(_SERVICE, service, 'service')}:*"
+
+
+HEARTBEAT_ANY = "hb:*"
+#: rq's own key and channel prefix (fixed by rq): the uploader's retention/reconcile jobs on the sealed bus.
+RQ_PATTERN = "rq:*"
+#: The uploader's per-backend job locks (`uploader:lock:<backend>`), held by its reconcile jobs.
+UPLOADER_LOCK_PREFIX = "uploader:lock:"
+UPLOADER_LOCK_PATTERN = UPLOADER_LOCK_PREFIX + "*"
+
+
+def uploader_lock(backend_name: str) -> str:
+    """Lock key of one backend's reconcile job (backend names come from the validated config)."""
+    return UPLOADER_LOCK_PREFIX + backend_name
+
+
+def acl_pattern(pattern: str) -> str:
+    """A StreamSpec pattern with its `{camera}`/`{handle}` part as `*`: the glob an ACL user is limited to."""
+    return re.sub(r"\{[a-z]+\}", "*", pattern)
+
+
 def heartbeat_key(service: str, instance: str) -> str:
     """`SET hb:SERVICE:INSTANCE <unix µs> EX HEARTBEAT_TTL_S`, refreshed every HEARTBEAT_INTERVAL_S."""
     return f"hb:{_check(_SERVICE, service, 'service')}:{_check(_INSTANCE, instance, 'instance')}"

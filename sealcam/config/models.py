@@ -218,6 +218,12 @@ class Buses(Model):
                               "nothing on disk). null: an embedded server on a Unix socket under data_dir.")
     sealed_url: BusUrl = Field(default=None, max_length=1024, description="Sealed bus (ciphertext only; may "
                                "persist). null: an embedded server on a Unix socket under data_dir.")
+    acl_dir: ConfigPath | None = Field(default=None, description="Folder of the buses' ACL passwords, one file "
+                                        "per bus and service, named BUS-SERVICE.pass (e.g. sealed-uploader.pass), "
+                                        "one line each; each service connects as its own user (named after the "
+                                        "service) and reads only its own files. null: no ACL users (the server's "
+                                        "default user), except that `sealcam up` with both buses embedded makes "
+                                        "passwords under data_dir/keys/bus and turns ACL users on.")
 
 
 class Hub(Model):

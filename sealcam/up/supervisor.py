@@ -22,8 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+from ..bus import acl, names
+from ..bus.client import connect
 from ..bus.embedded import EmbeddedBus
 from ..config import Config
 from .restart import RestartPolicy, RestartTracker
@@ -121,19 +123,60 @@ class Supervisor:
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
+    @property
+    def bus_acl_dir(self) -> Path:
+        """Where `sealcam up` keeps the generated bus passwords when the config names no buses.acl_dir."""
+        return self.data_dir / "keys" / "bus"
+
     def start_buses(self) -> Config:
-        """Start embedded buses for the URLs the config leaves empty; returns the config with both URLs set."""
+        """Start embedded buses for the URLs the config leaves empty; returns the config with both URLs set.
+
+        ACL users (sealcam.bus.acl) on the embedded buses: with buses.acl_dir, from its password files (missing
+        ones are generated); without it and with both buses embedded, from passwords generated once under
+        DATA/keys/bus (0600), and the effective config then names that folder so each service connects as its
+        own user. Each bus's aclfile (hashes only) is rendered into DATA/run at every start."""
         b = self.config.buses
-        urls = {"plain_url": b.plain_url, "sealed_url": b.sealed_url}
-        for key, name, persist in (("plain_url", "plain", False), ("sealed_url", "sealed", True)):
+        urls: dict[str, Any] = {"plain_url": b.plain_url, "sealed_url": b.sealed_url}
+        specs = (("plain_url", names.PLAIN, False), ("sealed_url", names.SEALED, True))
+        embedded = tuple(name for key, name, _ in specs if not urls[key])
+        acl_dir = b.acl_dir
+        if acl_dir is None and len(embedded) == len(specs):
+            acl_dir = self.bus_acl_dir
+        passwords: dict[str, dict[str, str]] = {}
+        if acl_dir is not None and embedded:
+            passwords = acl.ensure_passwords(acl_dir, embedded)
+        elif embedded:
+            log.warning("bus %s: embedded without ACL users, since a configured bus has none (buses.acl_dir is "
+                        "not set)", ", ".join(embedded))
+        for key, name, persist in specs:
             if urls[key]:
                 log.info("bus %s: using %s", name, urls[key])
                 continue
-            bus = EmbeddedBus(self.run_dir, name, persist=persist).start()
+            aclfile = None
+            if name in passwords:
+                aclfile = self.run_dir / f"{name}.acl"
+                _write_private(aclfile, acl.render_acl(name, passwords[name]))
+            bus = EmbeddedBus(self.run_dir, name, persist=persist, aclfile=aclfile).start()
             self.buses.append(bus)
             urls[key] = bus.url
-            log.info("bus %s: embedded at %s%s", name, bus.socket, " (AOF)" if persist else " (nothing on disk)")
+            if aclfile is not None:
+                self._check_users(bus, passwords[name])
+            log.info("bus %s: embedded at %s%s%s", name, bus.socket, " (AOF)" if persist else " (nothing on disk)",
+                     f", ACL users {', '.join(passwords[name])}" if aclfile else "")
+        if passwords:
+            urls["acl_dir"] = acl_dir
         return self.config.model_copy(update={"buses": self.config.buses.model_copy(update=urls)})
+
+    @staticmethod
+    def _check_users(bus: EmbeddedBus, passwords: dict[str, str]) -> None:
+        """Every service user can log in (a broken aclfile fails here, not as a crash loop of services)."""
+        import redis
+
+        for svc, pw in passwords.items():
+            try:
+                connect(bus.url, username=svc, password=pw, socket_timeout=5).ping()
+            except redis.RedisError as exc:
+                raise UpError(f"bus {bus.name}: user {svc} cannot log in ({exc})") from None
 
     def write_effective_config(self, cfg: Config) -> Path:
         from .firstrun import write_config
@@ -257,6 +300,15 @@ class Supervisor:
             log.info("bus %s: stopped", bus.name)
         self.buses.clear()
         return clean
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `path` atomically, mode 0600."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def _signal(proc: subprocess.Popen, sig: int, group: bool = True) -> None:

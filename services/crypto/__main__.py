@@ -60,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     svc = CryptoService(cameras=cameras, signer=hub, handle_for=hub.camera_handle,
-                        plain=connect(bus_url(sec["plain_bus"], data_dir, "plain"), name="crypto"),
-                        sealed=connect(bus_url(sec["sealed_bus"], data_dir, "sealed"), name="crypto"),
+                        plain=connect(bus_url(sec["plain_bus"], data_dir, "plain"), name="crypto",
+                                      auth=sec["plain_auth"]),
+                        sealed=connect(bus_url(sec["sealed_bus"], data_dir, "sealed"), name="crypto",
+                                       auth=sec["sealed_auth"]),
                         data_dir=data_dir, segment_seconds=seg, consumer=args.consumer, stop=stop)
     log.info("crypto: sealing %s camera(s), segments of %s s", len(cameras), seg)
     try:

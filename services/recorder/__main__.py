@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         cameras = {c: cameras[c] for c in args.camera}
     url = section["plain_bus"] or default_plain_url(config.data_dir)
-    bus = connect(url, name="recorder")
+    bus = connect(url, name="recorder", auth=section["plain_auth"])
     fragment_seconds = section["recording"].fragment_seconds
     workers = []
     for cam_id, inputs in cameras.items():

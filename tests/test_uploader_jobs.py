@@ -12,7 +12,7 @@ from sealcam.bus import names
 from sealcam.bus.contract import SealedRecord
 from services.uploader import jobs
 from services.uploader.backends.local import LocalBackend
-from services.uploader.jobs import JobRunner, reconcile_job_id, spec_for
+from services.uploader.jobs import RETRY_MAX, JobRunner, reconcile_job_id, spec_for
 from services.uploader.service import Uploader
 from services.uploader.spool import Spool
 
@@ -158,7 +158,7 @@ def test_uploader_outage_reconciled_by_job(sealed_bus, sealed_redis, tmp_path: P
         assert wait_until(lambda: all(up.spool.size(o) == 4000 for o in objs), 3), "not spooled during outage"
         assert wait_until(lambda: not up.workers[0].healthy, 3)
         job = Job.fetch(reconcile_job_id("remote"), connection=sealed_redis)
-        assert wait_until(lambda: (job.refresh() or True) and (job.retries_left or 0) < 5, 6), "job not retried"
+        assert wait_until(lambda: (job.refresh() or True) and (job.retries_left or 0) < RETRY_MAX, 6), "job not retried"
         remote.unlink()
         moved.rename(remote)  # the outage ends
         objs.append(publish())

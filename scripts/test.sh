@@ -11,7 +11,7 @@ echo "test: ruff check ."
 
 echo "test: pytest -q $*"
 rc=0
-.venv/bin/python -m pytest -q "$@" || rc=$?
+SEALCAM_NO_SKIP=1 .venv/bin/python -m pytest -q "$@" || rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "test: FAILED: pytest collected no tests (exit code 5)" >&2
 fi

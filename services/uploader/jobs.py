@@ -39,6 +39,7 @@ from rq.timeouts import TimerDeathPenalty
 from sealcam.bus import names
 
 from .backends import Backend, make_backend
+from .backends.base import BackendError
 from .reconcile import reconcile
 from .retention import local_deletions, remote_deletions
 from .spool import Spool
@@ -146,7 +147,7 @@ def backend_lock(r: redis.Redis | None, name: str) -> Iterator[None]:
         while not done.wait(LOCK_TTL_S / 3):
             try:
                 lock.reacquire()
-            except Exception as exc:  # noqa: BLE001 - the job itself notices a lost bus soon enough
+            except redis.RedisError as exc:  # the job itself notices a lost bus soon enough
                 log.warning("%s: lock refresh failed: %s", name, exc)
 
     t = threading.Thread(target=refresh, name=f"lock-{name}", daemon=True)
@@ -158,7 +159,7 @@ def backend_lock(r: redis.Redis | None, name: str) -> Iterator[None]:
         t.join(2)
         try:
             lock.release()
-        except Exception as exc:  # noqa: BLE001 - expired or bus gone: the TTL frees it
+        except redis.RedisError as exc:  # expired (LockNotOwnedError) or bus gone: the TTL frees it
             log.warning("%s: lock release: %s", name, exc)
 
 
@@ -204,7 +205,7 @@ def apply_retention(config_path: str | dict, now: float | None = None) -> dict:
     for s in src.storage:
         try:
             b = make_backend(s)
-        except Exception as exc:  # noqa: BLE001
+        except (BackendError, OSError, ValueError) as exc:  # unreadable secret, bad backend settings
             out["errors"][s.name] = str(exc)
             continue
         try:
@@ -224,7 +225,7 @@ def apply_retention(config_path: str | dict, now: float | None = None) -> dict:
                 out["remote"][b.name] = gone
         except BackendBusy as exc:
             out["skipped"][b.name] = str(exc)
-        except Exception as exc:  # noqa: BLE001 - the others still get their retention; retried as a whole
+        except (BackendError, OSError, redis.RedisError) as exc:  # the others still get theirs; retried as a whole
             out["errors"][b.name] = str(exc)
         finally:
             b.close()

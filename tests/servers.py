@@ -227,3 +227,13 @@ def seaweedfs(d: Path, timeout: float = 60.0) -> Iterator[dict[str, Any]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def wait_until(pred, timeout: float, step: float = 0.05) -> bool:  # noqa: ANN001
+    """Poll `pred` until it is true or `timeout` seconds pass; the last answer is returned."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from servers import Ftpd, Sshd, seaweedfs, seaweedfs_available, sshd_available
+from servers import Ftpd, Sshd, seaweedfs, seaweedfs_available, sshd_available, wait_until
 
 from sealcam.bus import names
 from sealcam.bus.contract import SealedRecord
@@ -59,15 +59,6 @@ def run_uploader(up: Uploader) -> threading.Thread:
     t = threading.Thread(target=up.run, daemon=True)
     t.start()
     return t
-
-
-def wait_until(pred, timeout: float, step: float = 0.05) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def same_as_spool(spool: Spool, listing_read, objs) -> bool:  # noqa: ANN001

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from rq.job import Job
+from servers import wait_until
 
 from sealcam.bus import names
 from sealcam.bus.contract import SealedRecord
@@ -28,15 +29,6 @@ def spool_obj(spool: Spool, seq: int, n: int = 3, size: int = 1000, final: bool 
     for i in range(n):
         spool.append(SealedRecord(HANDLE, seq, i * size, os.urandom(size), final and i == n - 1, o))
     return o
-
-
-def wait_until(pred, timeout: float, step: float = 0.05) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def same(spool: Spool, root: Path, objs: list[str]) -> bool:

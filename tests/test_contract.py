@@ -10,18 +10,24 @@ import pytest
 from sealcam.bus import names
 from sealcam.bus.contract import (
     MAX_COUNTERS,
+    MAX_EVENT_DETAIL_BYTES,
     MAX_FRAGMENT_BYTES,
     MAX_SEALED_BYTES,
+    MAX_THUMBNAIL_BYTES,
     ContractError,
     FeedEvent,
     Health,
+    MotionEvent,
     SealedRecord,
+    Thumbnail,
     VideoFragment,
     decode,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLE = "0123456789abcdef"
+EID = "0123456789abcdef0123456789abcdef"
+JPEG = b"\xff\xd8\xff\xe0" + b"j" * 100
 
 SAMPLES = [
     VideoFragment("front-door", 0, 1_700_000_000_000_000, True, "init", b"\x00\x00\x00\x18ftyp"),
@@ -31,6 +37,11 @@ SAMPLES = [
     Health("recorder", 7, {"fragments": 10, "reconnects": 0}, lag_ms=250, camera="garage"),
     Health("uploader", 8),
     SealedRecord(HANDLE, 42, 1024, b"\x01" * 64, True, "2025/01/02/0123456789abcdef-000042.seal"),
+    MotionEvent("garage", EID, "start", "motion", 10, 9),
+    MotionEvent("garage", EID, "end", "object", 30, 9, 29, "person", 870,
+                '{"labels": {"person": 0.87}, "boxes": [[0.1, 0.2, 0.3, 0.9, "person", 0.87]]}'),
+    MotionEvent("garage", EID, "update", "tamper", 12, 12, label="covered", score=1000),
+    Thumbnail("garage", EID, 20, JPEG),
 ]
 
 
@@ -46,7 +57,7 @@ def test_round_trip(msg: object) -> None:
     assert fields[b"v"] == b"1" and all(isinstance(k, bytes) and isinstance(v, bytes) for k, v in fields.items())
     assert type(msg).from_fields(fields) == msg
     assert decode(fields) == msg
-    if not isinstance(msg, VideoFragment | SealedRecord):  # str keys/values, as with decode_responses=True
+    if not isinstance(msg, VideoFragment | SealedRecord | Thumbnail):  # str keys/values, as with decode_responses=True
         assert type(msg).from_fields(as_redis_py(fields, True)) == msg
 
 
@@ -80,6 +91,21 @@ def test_data_not_in_repr() -> None:
         (lambda: SealedRecord(HANDLE, 0, 0, b"x", False, "/abs"), "object_name"),
         (lambda: SealedRecord(HANDLE, 0, 0, b"x", False, "a/./b"), "object_name"),
         (lambda: SealedRecord(HANDLE, 0, 0, b"x", False, "a" * 256), "object_name"),
+        (lambda: MotionEvent("cam", "XYZ", "start", "motion", 1, 1), "event_id"),
+        (lambda: MotionEvent("cam", EID, "begin", "motion", 1, 1), "phase"),
+        (lambda: MotionEvent("cam", EID, "start", "noise", 1, 1), "kind"),
+        (lambda: MotionEvent("cam", EID, "start", "motion", 1, 2), "start_us"),
+        (lambda: MotionEvent("cam", EID, "start", "motion", 5, 1, 4), "end_us is set on the end message only"),
+        (lambda: MotionEvent("cam", EID, "end", "motion", 5, 3, 2), "end_us"),
+        (lambda: MotionEvent("cam", EID, "start", "tamper", 1, 1, label="person"), "tamper label"),
+        (lambda: MotionEvent("cam", EID, "start", "object", 1, 1, label="Person!"), "label"),
+        (lambda: MotionEvent("cam", EID, "start", "object", 1, 1, score=1001), "score"),
+        (lambda: MotionEvent("cam", EID, "start", "motion", 1, 1, detail="[1]"), "JSON object"),
+        (lambda: MotionEvent("cam", EID, "start", "motion", 1, 1, detail="{"), "not JSON"),
+        (lambda: MotionEvent("cam", EID, "start", "motion", 1, 1,
+                             detail='{"a": "%s"}' % ("x" * MAX_EVENT_DETAIL_BYTES)), "detail"),
+        (lambda: Thumbnail("cam", EID, 1, b"\x89PNG"), "JPEG"),
+        (lambda: Thumbnail("cam", EID, 1, b"\xff\xd8" + b"x" * MAX_THUMBNAIL_BYTES), "data"),
     ],
 )
 def test_bounds_on_construction(make, match: str) -> None:  # noqa: ANN001
@@ -158,5 +184,5 @@ def test_streams_doc_lists_every_stream() -> None:
         assert f"| {s.maxlen} |" in row and s.message in row and f"| {s.bus} |" in row
         assert all(f"`{g}`" in row for g in s.groups) and all(p in row for p in s.producers)
     assert set(rows) == {s.pattern for s in names.STREAMS}
-    for cls in (VideoFragment, FeedEvent, Health, SealedRecord):
+    for cls in (VideoFragment, FeedEvent, Health, SealedRecord, MotionEvent, Thumbnail):
         assert f"### {cls.__name__} (`t={cls.T}`)" in doc

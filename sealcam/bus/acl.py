@@ -11,8 +11,9 @@ Nobody gets FLUSHALL, CONFIG, KEYS, DEBUG, ACL, MODULE, SHUTDOWN; the `default` 
 user on the plain bus at all. Key patterns come from `names.py` (the only place names are defined).
 
     plain bus    recorder  XADD its streams, XREVRANGE (resume seq/feed state), SET its heartbeat
-                 motion    XREADGROUP/XACK video (frag, detect), XADD events and health, SET its heartbeat
-                 crypto    XREADGROUP/XACK frag, event, health; XREVRANGE frag (init segment); SET its
+                 motion    XREADGROUP/XACK video (frag, detect), XREVRANGE them (init segment), XADD events,
+                           thumbnails and health, SET its heartbeat
+                 crypto    XREADGROUP/XACK frag, event, thumb, health; XREVRANGE frag (init segment); SET its
                            heartbeat; SCAN + GET the others' heartbeats (read only), forwarded as metadata
     sealed bus   crypto    XADD/trim sealed records (XLEN, XINFO GROUPS, XPENDING, XREVRANGE, XTRIM), creates
                            the uploader's group; XADD health; SET its heartbeat
@@ -56,6 +57,7 @@ def _glob(build: Callable[[str], str]) -> str:
 FRAG = _glob(names.plain_frag)
 DETECT = _glob(names.plain_detect)
 EVENT = _glob(names.plain_event)
+THUMB = _glob(names.plain_thumb)
 REC = _glob(names.sealed_rec)
 
 #: Every user may do this much: authenticate, ping, name its connection (no CLIENT KILL/LIST, no admin).
@@ -75,12 +77,12 @@ ACCESS: dict[str, dict[str, tuple[Grant, ...]]] = {
             _heartbeat("recorder"),
         ),
         "motion": (
-            Grant(CONSUME, keys=(FRAG, DETECT)),
-            Grant(("+xadd",), keys=(EVENT, names.PLAIN_HEALTH)),
+            Grant((*CONSUME, "+xrevrange"), keys=(FRAG, DETECT)),
+            Grant(("+xadd",), keys=(EVENT, THUMB, names.PLAIN_HEALTH)),
             _heartbeat("motion"),
         ),
         "crypto": (
-            Grant((*CONSUME, "+xrevrange", "+scan"), keys=(FRAG, EVENT, names.PLAIN_HEALTH)),
+            Grant((*CONSUME, "+xrevrange", "+scan"), keys=(FRAG, EVENT, THUMB, names.PLAIN_HEALTH)),
             _heartbeat("crypto"),
             Grant(("+get",), read_keys=(names.HEARTBEAT_ANY,)),
         ),

@@ -20,6 +20,8 @@ MAX_SEALED_BYTES = 33 * 1024 * 1024
 MAX_DETAIL_BYTES = 512
 MAX_COUNTERS = 64
 MAX_INT = 2**63 - 1
+MAX_THUMBNAIL_BYTES = 1024 * 1024
+MAX_EVENT_DETAIL_BYTES = 8192
 
 _CAMERA = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _SERVICE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -27,6 +29,10 @@ _COUNTER = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 _HANDLE = re.compile(r"^(?:[0-9a-f]{2}){8,32}$")
 _OBJECT = re.compile(r"^(?!.*(?:^|/)\.\.?(?:/|$))[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+){0,7}$")
 _DECIMAL = re.compile(rb"^(?:0|[1-9][0-9]{0,18})$")
+_EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
+_LABEL = re.compile(r"^[a-z0-9][a-z0-9_ -]{0,31}$")
+#: Retention classes of sealed objects: footage kept by the continuous rule, or footage that holds an event.
+RETENTION_CLASSES = ("continuous", "event")
 
 Fields = dict[bytes, bytes]
 
@@ -255,6 +261,7 @@ class SealedRecord:
     data: bytes = field(repr=False)
     final: bool  # the object is complete after this record
     object_name: str  # relative object path on the backends, e.g. 2025/01/02/<handle>-000042.seal
+    retention: Literal["continuous", "event"] = "continuous"  # the object's retention class (uploader)
 
     def __post_init__(self) -> None:
         _text("handle", self.handle, _HANDLE)
@@ -266,25 +273,132 @@ class SealedRecord:
         if not isinstance(self.object_name, str) or len(self.object_name) > 255:
             raise ContractError("object_name must be text of at most 255 characters")
         _text("object_name", self.object_name, _OBJECT)
+        _choice("retention", self.retention, RETENTION_CLASSES)
 
     def to_fields(self) -> Fields:
-        return _head(self.T) | {b"handle": self.handle.encode(), b"seg_seq": b"%d" % self.seg_seq,
-                                b"offset": b"%d" % self.offset, b"data": self.data,
-                                b"final": b"1" if self.final else b"0", b"object": self.object_name.encode()}
+        out = _head(self.T) | {b"handle": self.handle.encode(), b"seg_seq": b"%d" % self.seg_seq,
+                               b"offset": b"%d" % self.offset, b"data": self.data,
+                               b"final": b"1" if self.final else b"0", b"object": self.object_name.encode()}
+        if self.retention != "continuous":  # optional on the wire: absent means continuous
+            out[b"retention"] = self.retention.encode()
+        return out
 
     @classmethod
     def from_fields(cls, fields: Mapping[bytes | str, bytes | str]) -> Self:
         r = _Reader(fields, cls.__name__, cls.T)
         msg = _wrap(cls.__name__, lambda: cls(r.text("handle"), r.int("seg_seq"), r.int("offset"), r.raw("data"),
-                                              r.bool("final"), r.text("object")))
+                                              r.bool("final"), r.text("object"),
+                                              r.text("retention", required=False) or "continuous"))
         r.done()
         return msg
 
 
-MESSAGES: dict[str, type] = {m.T: m for m in (VideoFragment, FeedEvent, Health, SealedRecord)}
+#: What a MotionEvent is about: pixels changed, an object was recognised, or the camera was tampered with.
+EVENT_KINDS = ("motion", "object", "tamper")
+#: Labels of tamper events (kind "tamper"); object labels are the detector's class names.
+TAMPER_LABELS = ("covered", "blinded", "moved")
 
 
-def decode(fields: Mapping[bytes | str, bytes | str]) -> VideoFragment | FeedEvent | Health | SealedRecord:
+@dataclass(frozen=True)
+class MotionEvent:
+    """Start, update or end of a detected event (motion, an object, tampering) on one camera.
+
+    One event is one `event_id`; its messages go start -> update* -> end. `detail` is a JSON object (UTF-8,
+    bounded) with what the viewer shows: `{"labels": {label: best score}, "boxes": [[x0, y0, x1, y1, label,
+    score], ...], "zones": [...]}` with box coordinates as fractions of the frame (0..1) and scores 0..1.
+    """
+
+    T: ClassVar[str] = "motion"
+    camera: str
+    event_id: str  # 32 lower-case hex digits, random per event
+    phase: Literal["start", "update", "end"]
+    kind: Literal["motion", "object", "tamper"]
+    at_us: int  # time of the frame this message describes
+    start_us: int  # time of the event's first frame
+    end_us: int = 0  # time of the event's last frame; set (> 0) on end only
+    label: str = "motion"  # best label so far: "motion", a class name ("person"), or a TAMPER_LABELS entry
+    score: int = 0  # best score so far, per mille (0..1000)
+    detail: str = "{}"
+
+    def __post_init__(self) -> None:
+        _text("camera", self.camera, _CAMERA)
+        _text("event_id", self.event_id, _EVENT_ID)
+        _choice("phase", self.phase, ("start", "update", "end"))
+        _choice("kind", self.kind, EVENT_KINDS)
+        _int("at_us", self.at_us)
+        _int("start_us", self.start_us, 0, self.at_us)
+        if self.phase == "end":
+            _int("end_us", self.end_us, self.start_us)
+        elif self.end_us != 0:
+            raise ContractError("end_us is set on the end message only")
+        _text("label", self.label, _LABEL)
+        if self.kind == "tamper" and self.label not in TAMPER_LABELS:
+            raise ContractError(f"tamper label must be one of {', '.join(TAMPER_LABELS)}, got {self.label!r}")
+        _int("score", self.score, 0, 1000)
+        if not isinstance(self.detail, str) or len(self.detail.encode()) > MAX_EVENT_DETAIL_BYTES:
+            raise ContractError(f"detail must be text of at most {MAX_EVENT_DETAIL_BYTES} UTF-8 bytes")
+        import json
+
+        try:
+            parsed = json.loads(self.detail)
+        except ValueError:
+            raise ContractError("detail is not JSON") from None
+        if not isinstance(parsed, dict):
+            raise ContractError("detail must be a JSON object")
+
+    def to_fields(self) -> Fields:
+        return _head(self.T) | {b"camera": self.camera.encode(), b"event_id": self.event_id.encode(),
+                                b"phase": self.phase.encode(), b"kind": self.kind.encode(),
+                                b"at_us": b"%d" % self.at_us, b"start_us": b"%d" % self.start_us,
+                                b"end_us": b"%d" % self.end_us, b"label": self.label.encode(),
+                                b"score": b"%d" % self.score, b"detail": self.detail.encode()}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[bytes | str, bytes | str]) -> Self:
+        r = _Reader(fields, cls.__name__, cls.T)
+        msg = _wrap(cls.__name__, lambda: cls(r.text("camera"), r.text("event_id"), r.text("phase"), r.text("kind"),
+                                              r.int("at_us"), r.int("start_us"), r.int("end_us"), r.text("label"),
+                                              r.int("score"), r.text("detail")))
+        r.done()
+        return msg
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A JPEG of an event's best frame (crypto seals it as a THUMBNAIL record next to the footage)."""
+
+    T: ClassVar[str] = "thumb"
+    camera: str
+    event_id: str  # the MotionEvent it belongs to
+    at_us: int  # time of the frame
+    data: bytes = field(repr=False)  # JPEG, 1 byte .. 1 MiB, starting with FF D8
+
+    def __post_init__(self) -> None:
+        _text("camera", self.camera, _CAMERA)
+        _text("event_id", self.event_id, _EVENT_ID)
+        _int("at_us", self.at_us)
+        object.__setattr__(self, "data", _data("data", self.data, MAX_THUMBNAIL_BYTES))
+        if not self.data.startswith(b"\xff\xd8"):
+            raise ContractError("data is not a JPEG (no FF D8 start-of-image marker)")
+
+    def to_fields(self) -> Fields:
+        return _head(self.T) | {b"camera": self.camera.encode(), b"event_id": self.event_id.encode(),
+                                b"at_us": b"%d" % self.at_us, b"data": self.data}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[bytes | str, bytes | str]) -> Self:
+        r = _Reader(fields, cls.__name__, cls.T)
+        msg = _wrap(cls.__name__, lambda: cls(r.text("camera"), r.text("event_id"), r.int("at_us"), r.raw("data")))
+        r.done()
+        return msg
+
+
+MESSAGES: dict[str, type] = {m.T: m for m in (VideoFragment, FeedEvent, Health, SealedRecord, MotionEvent,
+                                               Thumbnail)}
+AnyMessage = VideoFragment | FeedEvent | Health | SealedRecord | MotionEvent | Thumbnail
+
+
+def decode(fields: Mapping[bytes | str, bytes | str]) -> AnyMessage:
     """Parse an entry of any type, chosen by its `t` field."""
     t = fields.get(b"t", fields.get("t"))  # type: ignore[call-overload]
     name = t.decode("ascii", "replace") if isinstance(t, bytes) else t

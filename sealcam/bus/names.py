@@ -29,6 +29,7 @@ GROUP_WATCHDOG = "watchdog"
 MAXLEN_FRAG = 120  # ~2 min of 1 s fragments per camera; about 60 MB at 4 Mbit/s, in RAM only
 MAXLEN_DETECT = 30  # motion only wants the present
 MAXLEN_EVENT = 1000
+MAXLEN_THUMB = 20  # up to 1 MiB each; crypto seals them as they come
 MAXLEN_HEALTH = 1000
 MAXLEN_SEALED_REC = 600  # ~10 min per camera handle while the uploader is down (it spools to disk)
 
@@ -53,8 +54,13 @@ def plain_detect(camera: str) -> str:
 
 
 def plain_event(camera: str) -> str:
-    """Feed lost/back events (FeedEvent); motion events join here later."""
+    """Feed lost/back events (FeedEvent) from the recorder and detection events (MotionEvent) from motion."""
     return f"plain:event:{_check(_CAMERA, camera, 'camera id')}"
+
+
+def plain_thumb(camera: str) -> str:
+    """Event thumbnails (Thumbnail) from motion, sealed by crypto."""
+    return f"plain:thumb:{_check(_CAMERA, camera, 'camera id')}"
 
 
 PLAIN_HEALTH = "plain:health"
@@ -91,6 +97,16 @@ def acl_pattern(pattern: str) -> str:
     return re.sub(r"\{[a-z]+\}", "*", pattern)
 
 
+def instance_name(name: str | None = None) -> str:
+    """A valid instance name (heartbeat keys, consumer names): `name`, else $SEALCAM_INSTANCE, else the host
+    name, with anything outside `[A-Za-z0-9._-]` replaced and cut to 64 characters."""
+    import os
+    import socket
+
+    name = name or os.environ.get("SEALCAM_INSTANCE") or socket.gethostname() or "main"
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)[:64] or "main"
+
+
 def heartbeat_key(service: str, instance: str) -> str:
     """`SET hb:SERVICE:INSTANCE <unix µs> EX HEARTBEAT_TTL_S`, refreshed every HEARTBEAT_INTERVAL_S."""
     return f"hb:{_check(_SERVICE, service, 'service')}:{_check(_INSTANCE, instance, 'instance')}"
@@ -109,7 +125,9 @@ class StreamSpec:
 STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("plain:frag:{camera}", PLAIN, "VideoFragment", MAXLEN_FRAG, ("recorder",), (GROUP_CRYPTO, GROUP_MOTION)),
     StreamSpec("plain:detect:{camera}", PLAIN, "VideoFragment", MAXLEN_DETECT, ("recorder",), (GROUP_MOTION,)),
-    StreamSpec("plain:event:{camera}", PLAIN, "FeedEvent", MAXLEN_EVENT, ("recorder",), (GROUP_CRYPTO,)),
+    StreamSpec("plain:event:{camera}", PLAIN, "FeedEvent, MotionEvent", MAXLEN_EVENT, ("recorder", "motion"),
+               (GROUP_CRYPTO,)),
+    StreamSpec("plain:thumb:{camera}", PLAIN, "Thumbnail", MAXLEN_THUMB, ("motion",), (GROUP_CRYPTO,)),
     StreamSpec(PLAIN_HEALTH, PLAIN, "Health", MAXLEN_HEALTH, ("recorder", "motion"), (GROUP_CRYPTO,)),
     StreamSpec("sealed:rec:{handle}", SEALED, "SealedRecord", MAXLEN_SEALED_REC, ("crypto",), (GROUP_UPLOADER,)),
     StreamSpec(SEALED_HEALTH, SEALED, "Health", MAXLEN_HEALTH, ("crypto", "uploader"), (GROUP_WATCHDOG,)),

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import signal
-import socket
 import sys
 from pathlib import Path
 
+from sealcam.bus import names
 from sealcam.bus.client import connect
 from sealcam.config.loader import ConfigError, default_config, load_config
 from sealcam.config.sections import section_for
@@ -39,11 +38,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def _instance(name: str | None) -> str:
-    name = name or socket.gethostname() or "main"
-    return re.sub(r"[^A-Za-z0-9._-]", "-", name)[:64] or "main"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
@@ -69,11 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     workers = []
     for cam_id, inputs in cameras.items():
         rec = next(i for i in inputs if "record" in i.roles)
-        ref = rec.password_file
-        workers.append(CameraWorker(cam_id, rec.url, bus, password=(ref.reveal if ref is not None else lambda: None),
-                                    fragment_seconds=fragment_seconds, stall_s=args.stall_seconds,
-                                    backoff=Backoff()))
-    recorder = Recorder(bus, workers, instance=_instance(args.instance))
+        det = next((i for i in inputs if "detect" in i.roles and "record" not in i.roles), None)
+        for inp, role in ((rec, "record"), (det, "detect")):
+            if inp is None:
+                continue
+            ref = inp.password_file
+            workers.append(CameraWorker(cam_id, inp.url, bus,
+                                        password=(ref.reveal if ref is not None else lambda: None),
+                                        fragment_seconds=fragment_seconds, stall_s=args.stall_seconds,
+                                        backoff=Backoff(), role=role))
+    recorder = Recorder(bus, workers, instance=names.instance_name(args.instance))
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("recorder: %s received, stopping", signal.Signals(signum).name)

@@ -7,7 +7,7 @@ and at every key frame (`+frag_keyframe` and `-frag_duration` both cut):
                                                                                audio is dropped for now)
     v4l2:///dev/videoN    -f v4l2 [-input_format F] -i /dev/videoN  -> libx264 ultrafast zerolatency
     synthetic://NAME?size=WxH&fps=N
-                          lavfi testsrc2 + a moving box (+ a burnt-in clock when a font is found)
+                          lavfi: a still scene and a box crossing it 10 s of every 20 s (+ a burnt-in clock)
                           -> libx264 ultrafast, a key frame every fragment
 
 The camera password (from the input's password_file) goes into the URL in memory only. `Command.argv` holds
@@ -134,11 +134,22 @@ def synthetic_params(url: str) -> tuple[int, int, int]:
     return w, h, fps
 
 
+#: The synthetic scene's cycle: the box moves for MOVE_S seconds, then rests until CYCLE_S (so motion events
+#: start and end, as with someone walking through a still scene).
+SYNTHETIC_MOVE_S = 10
+SYNTHETIC_CYCLE_S = 20
+
+
 def synthetic_filter(width: int, height: int, fps: int, fontfile: str | None) -> str:
+    """A still scene (HD colour bars) with a black, white-framed box that crosses it for 10 s of every 20 s, and
+    a burnt-in clock at the bottom left (too small a change to count as motion)."""
     box = max(8, height // 8)
-    graph = (f"testsrc2=size={width}x{height}:rate={fps},"
-             f"drawbox=x='mod(t*{max(1, width // 4)}\\,iw-{box})':y='ih/2-{box // 2}+ih/4*sin(t)'"
-             f":w={box}:h={box}:color=red@1:t=fill")
+    border = max(2, box // 10)
+    phase = f"min(mod(t\\,{SYNTHETIC_CYCLE_S})\\,{SYNTHETIC_MOVE_S})"  # seconds into the move, held at its end
+    graph = (f"smptehdbars=size={width}x{height}:rate={fps}[bg];"
+             f"color=c=white:size={box}x{box}:rate={fps},"
+             f"drawbox=x={border}:y={border}:w={box - 2 * border}:h={box - 2 * border}:color=black@1:t=fill[box];"
+             f"[bg][box]overlay=x='(W-w)*{phase}/{SYNTHETIC_MOVE_S}':y='H/3-h/2+H/8*sin({phase})'")
     if fontfile:
         font = fontfile.replace("\\", "\\\\").replace(":", "\\:").replace("'", "\\'")
         size = max(10, height // 16)

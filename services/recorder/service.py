@@ -68,6 +68,7 @@ class CameraWorker:
     stall_s: float = STALL_S
     startup_s: float = STARTUP_S
     backoff: Backoff = field(default_factory=Backoff)
+    role: str = "record"  # "detect": a detect-only input, published to plain:detect:CAM for motion only
     stats: Stats = field(default_factory=Stats)
     stop_event: threading.Event = field(default_factory=threading.Event)
     up: bool | None = field(default=None, init=False)  # None: unknown (no event published by anyone yet)
@@ -80,7 +81,9 @@ class CameraWorker:
 
     def __post_init__(self) -> None:
         self.mapper = FeedMapper(self.camera)
-        self.frag_stream = names.plain_frag(self.camera)
+        self.detect = self.role == "detect"
+        self.frag_stream = names.plain_detect(self.camera) if self.detect else names.plain_frag(self.camera)
+        self.maxlen = names.MAXLEN_DETECT if self.detect else names.MAXLEN_FRAG
         self.event_stream = names.plain_event(self.camera)
         self._resume()
 
@@ -169,7 +172,7 @@ class CameraWorker:
         msg = self.mapper.map(frag, now_us())
         self.stats.last_fragment_mono = time.monotonic()
         try:
-            self.bus.xadd(self.frag_stream, msg.to_fields(), maxlen=names.MAXLEN_FRAG, approximate=True)
+            self.bus.xadd(self.frag_stream, msg.to_fields(), maxlen=self.maxlen, approximate=True)
         except redis.RedisError as exc:
             self.stats.dropped += 1
             log.warning("recorder[%s]: bus refused fragment %s (%s); consumers will see a gap",
@@ -192,6 +195,9 @@ class CameraWorker:
         self.up = False
 
     def _event(self, state: str, detail: str) -> None:
+        if self.detect:  # feed events describe the recorded footage; the detect input's state is in its health
+            log.info("recorder[%s]: detect input %s %s", self.camera, state, detail)
+            return
         detail = detail.encode()[:MAX_DETAIL].decode("utf-8", "ignore")
         try:
             self.bus.xadd(self.event_stream, FeedEvent(self.camera, state, now_us(), detail).to_fields(),  # type: ignore[arg-type]
@@ -245,7 +251,10 @@ class CameraWorker:
     def health(self) -> Health:
         last = self.stats.last_fragment_mono
         lag_ms = int((time.monotonic() - last) * 1000) if last is not None else 0
-        return Health(SERVICE, now_us(), self.stats.counters(self.up is True), lag_ms, self.camera)
+        counters = self.stats.counters(self.up is True)
+        if self.detect:
+            counters = {f"detect_{k}": v for k, v in counters.items()}
+        return Health(SERVICE, now_us(), counters, lag_ms, self.camera)
 
 
 @dataclass

@@ -113,11 +113,11 @@ def sup(tmp_path: Path, env: dict[str, str], services: list[str], lines: list, *
                       echo=lambda n, line: lines.append((n, line)), **kw)  # type: ignore[arg-type]
 
 
-def test_default_order_leaves_the_motion_slot() -> None:
-    assert SERVICE_ORDER == ("crypto", "uploader", "watchdog", "recorder")
-    # stop: no new footage, then crypto closes segments, then the uploader ships them, then the watchdog
+def test_default_order_starts_motion_before_the_recorder() -> None:
+    assert SERVICE_ORDER == ("crypto", "uploader", "watchdog", "motion", "recorder")
+    # stop: no new footage, motion ends its events, crypto closes segments, the uploader ships them, the watchdog
     ranks = {s.name: s.stop_rank for s in default_services()}
-    assert sorted(ranks, key=ranks.get) == ["recorder", "crypto", "uploader", "watchdog"]
+    assert sorted(ranks, key=ranks.get) == ["recorder", "motion", "crypto", "uploader", "watchdog"]
 
 
 def test_runs_services_with_buses_and_stops_clean(tmp_path: Path, fakes: dict[str, str]) -> None:
@@ -255,10 +255,12 @@ def test_missing_service_module_fails_at_start(tmp_path: Path, fakes: dict[str, 
 
 
 def test_real_unbuilt_services_fail_clearly(tmp_path: Path) -> None:
-    """services.motion has a package but no __main__ yet: refused before anything starts."""
+    """A service package without a __main__ (services.crypto.state is a module, not a runnable package) or no
+    package at all: refused before anything starts."""
     c = cfg(tmp_path)
-    s = Supervisor(c, Path(c.data_dir), services=[ServiceSpec("motion", "services.motion")])
-    with pytest.raises(UpError, match=r"services\.motion"):
+    s = Supervisor(c, Path(c.data_dir), services=[ServiceSpec("nope", "services.nope"),
+                                                  ServiceSpec("state", "services.crypto.state")])
+    with pytest.raises(UpError, match=r"services\.nope.*services\.crypto\.state"):
         s.start()
 
 

@@ -19,7 +19,15 @@ from pathlib import Path
 from ..format.aead import wipe
 from ..format.chain import check_chains
 from ..format.constants import STREAM_KINDS, PayloadKind
-from ..format.decrypt import DecryptStats, VerificationFailed, iter_plain, light_report, select, unwrap_key
+from ..format.decrypt import (
+    DecryptStats,
+    VerificationFailed,
+    iter_plain,
+    light_report,
+    segments_in_range,
+    select,
+    unwrap_key,
+)
 from ..format.errors import KeyMaterialError, NoMatchingIdentity
 from ..format.verify import SegmentReport, verify_segment
 from . import exitcodes
@@ -58,6 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="decrypt despite problems; every problem let through is listed on stderr (exit 1)")
     p.add_argument("--extract", metavar="DIR", help="write thumbnails, events and metadata as files in DIR")
+    p.add_argument("--events", metavar="FILE", help="write the event records (motion/object/tamper events and "
+                   "thumbnail descriptions) as JSON lines to FILE (- for stdout)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=run)
 
@@ -88,7 +98,7 @@ def _stderr_tty() -> bool:
 
 
 def _open_output(args: argparse.Namespace):  # noqa: ANN202 - (file object | None, partial path | None)
-    if args.output == "-" or (args.output is None and not args.extract):
+    if args.output == "-" or (args.output is None and not args.extract and not args.events):
         if args.output is None and sys.stdout.isatty():
             raise CliError("refusing to write decrypted footage to a terminal", exitcodes.USAGE,
                            hint="give -o FILE, or -o - to force stdout, or pipe it (e.g. | mpv -)")
@@ -116,34 +126,6 @@ def _verify(paths: list[Path], pin: bytes | None, keys_dir: str | None) -> list[
     return reports
 
 
-def _start_us(r: SegmentReport) -> int | None:
-    from ..format.constants import RecordFlag, RecordType
-
-    chunks = [x for x in r.records if x.type is RecordType.CHUNK]
-    keyed = [x.time_us for x in chunks if x.flags & RecordFlag.KEY]
-    return keyed[0] if keyed else (chunks[0].time_us if chunks else None)
-
-
-def _in_range(segs: list[SegmentReport], since: int | None, until: int | None) -> list[SegmentReport]:
-    """Drop whole segments outside [since, until]: before `since` unless it is the last one starting at or
-    before `since` (its tail may hold the key frame to start from)."""
-    keep = []
-    by_cam: dict[bytes, list[SegmentReport]] = {}
-    for r in segs:
-        by_cam.setdefault(r.header.camera_handle, []).append(r)
-    for cam in by_cam.values():
-        starts = [_start_us(r) for r in cam]
-        first = 0
-        if since is not None:
-            for i, s in enumerate(starts):
-                if s is not None and s <= since:
-                    first = i
-        for r, s in zip(cam[first:], starts[first:], strict=True):
-            if until is None or s is None or s <= until:
-                keep.append(r)
-    return keep
-
-
 def run(args: argparse.Namespace) -> int:  # noqa: C901 - one linear pipeline, kept together on purpose
     if not args.identity and not args.gpg:
         raise CliError("no identity given", exitcodes.USAGE, hint="give --identity FILE or --gpg")
@@ -169,7 +151,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one linear pipeline, k
         warn(f"signer not pinned (segments signed by {', '.join(signers)}); pin it with --signer")
     segs = sorted((r for r in reports if r.header is not None),
                   key=lambda r: (r.header.camera_handle, r.header.seq, r.header.created_us, r.path))
-    segs = _in_range(segs, since, until)
+    segs = segments_in_range(segs, since, until)
     if not args.force:  # damage a signed gap explains (an unfinished segment): nothing in it is verified
         for r in (r for r in segs if r.problems):
             print(f"skipped {r.path}: unfinished segment, explained by a signed gap record", file=sys.stderr)
@@ -185,7 +167,10 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one linear pipeline, k
                            ) from None
     plans = [(r, select(r, since, until)) for r in segs]
     total = sum(x.length for _, recs in plans for x in recs)
+    if args.events == "-" and args.output == "-":
+        raise CliError("--events - and -o - both want stdout", exitcodes.USAGE, hint="send one of them to a file")
     out, partial = _open_output(args)
+    args.events_file = _open_events(args.events)
     progress = _Progress(total, _stderr_tty() and not args.quiet)
     stats = DecryptStats()
     cameras: dict[str, str] = {}
@@ -201,6 +186,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one linear pipeline, k
                 os.fsync(out.fileno())
         ok = True
     finally:
+        if args.events_file not in (None, sys.stdout):
+            args.events_file.close()
         if partial is not None:
             out.close()
             if ok:
@@ -221,6 +208,33 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one linear pipeline, k
         print(f"sealcam: --force let {len(let_through)} problem(s) through (listed above)", file=sys.stderr)
         return exitcodes.PROBLEMS
     return exitcodes.OK
+
+
+def _open_events(spec: str | None):  # noqa: ANN202 - text file | None
+    if spec is None:
+        return None
+    if spec == "-":
+        return sys.stdout
+    try:
+        return open(spec, "w", encoding="utf-8")  # noqa: SIM115 - closed at the end of run()
+    except OSError as exc:
+        raise CliError(f"cannot write: {exc.strerror}", exitcodes.IO, where=spec) from None
+
+
+def _event_record(plain, rep: SegmentReport, events_file, thumb_names: dict) -> None:  # noqa: ANN001
+    """One EVENT chunk: JSON line out (with where it was found); a thumbnail description names the JPEG next."""
+    try:
+        ev = json.loads(bytes(plain.payload))
+    except ValueError:
+        warn(f"{rep.path}: EVENT record {plain.index} is not JSON; skipped in --events")
+        return
+    if not isinstance(ev, dict):
+        return
+    if ev.get("t") == "thumb" and isinstance(ev.get("sha256"), str):
+        thumb_names[ev["sha256"]] = str(ev.get("event_id", ""))[:32]
+    if events_file is not None:
+        line = dict(ev, segment_seq=rep.header.seq, record=plain.index, camera_handle=rep.header.camera_handle.hex())
+        events_file.write(json.dumps(line, sort_keys=True) + "\n")
 
 
 def _unwrap(rep: SegmentReport, identities: list, force: bool) -> bytearray | None:
@@ -247,6 +261,7 @@ def _one(rep, recs, identities, args, out, extract, stats, progress, last_init, 
     if key is None:
         return
     full = args.since is None and args.until is None
+    thumb_names: dict[str, str] = {}  # sha256 of a JPEG -> event id, from the EVENT chunk describing it
     try:
         for plain in iter_plain(rep, key, recs, force=args.force, stats=stats, full_read=full, reuse_buffer=True):
             progress.add(lengths.get(plain.index, 0))
@@ -260,9 +275,14 @@ def _one(rep, recs, identities, args, out, extract, stats, progress, last_init, 
             if plain.kind is PayloadKind.METADATA:
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     cameras[handle.hex()[:8]] = str(json.loads(bytes(plain.payload))["camera"])
+            if plain.kind is PayloadKind.EVENT:
+                _event_record(plain, rep, args.events_file, thumb_names)
             if extract is not None and plain.kind in _EXTRACT:
-                name = f"{handle.hex()[:8]}-{rep.header.seq:06d}-{plain.index:06d}.{_EXTRACT[plain.kind]}"
-                (extract / name).write_bytes(plain.payload)
+                name = f"{handle.hex()[:8]}-{rep.header.seq:06d}-{plain.index:06d}"
+                if plain.kind is PayloadKind.THUMBNAIL:
+                    ev = thumb_names.get(hashlib.sha256(plain.payload).hexdigest())
+                    name += f"-{ev}" if ev and ev.isalnum() else ""
+                (extract / f"{name}.{_EXTRACT[plain.kind]}").write_bytes(plain.payload)
     except VerificationFailed as exc:
         for p in exc.problems:
             print(problem_line(p), file=sys.stderr)

@@ -113,6 +113,7 @@ class GapReason(enum.IntEnum):
     DROPPED = 2  # the writer dropped data (backpressure, overload)
     FEED_LOST = 3  # the camera feed was lost
     STORAGE = 4  # data was lost before sealing (spool, bus)
+    NOT_RECORDING = 5  # nothing was kept on purpose (recording mode `events`, between events); nothing lost
 
 
 # --- Bounds. A reader MUST reject anything over these before allocating. -------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -60,16 +61,18 @@ class DecryptStats:
 
 
 def light_report(
-    path: str | Path, *, signer: bytes | None = None, keys_path: str | Path | None = None
+    path: str | Path, *, signer: bytes | None = None, keys_path: str | Path | None = None,
+    fileobj: BinaryIO | None = None,
 ) -> SegmentReport | None:
     """Verify a closed segment from its header and signed tail only (no chunk is read).
 
     Returns None when the segment is not closed or its tail does not verify: use verify_segment then.
+    `fileobj`: read from this seekable binary file instead of opening `path` (see verify_segment).
     """
     path = Path(path)
     rep = SegmentReport(str(path))
     try:
-        with open(path, "rb") as f:
+        with nullcontext(fileobj) if fileobj is not None else open(path, "rb") as f:
             rep.size = f.seek(0, 2)
             f.seek(0)
             if f.read(len(MAGIC)) != MAGIC:
@@ -159,28 +162,56 @@ def select(rep: SegmentReport, since_us: int | None, until_us: int | None) -> li
     return picked
 
 
+def _start_us(r: SegmentReport) -> int | None:
+    chunks = [x for x in r.records if x.type is RecordType.CHUNK]
+    keyed = [x.time_us for x in chunks if x.flags & RecordFlag.KEY]
+    return keyed[0] if keyed else (chunks[0].time_us if chunks else None)
+
+
+def segments_in_range(segs: list[SegmentReport], since: int | None, until: int | None) -> list[SegmentReport]:
+    """Drop whole segments outside [since, until]: before `since` unless it is the last one starting at or
+    before `since` (its tail may hold the key frame to start from)."""
+    keep = []
+    by_cam: dict[bytes, list[SegmentReport]] = {}
+    for r in segs:
+        by_cam.setdefault(r.header.camera_handle, []).append(r)
+    for cam in by_cam.values():
+        starts = [_start_us(r) for r in cam]
+        first = 0
+        if since is not None:
+            for i, s in enumerate(starts):
+                if s is not None and s <= since:
+                    first = i
+        for r, s in zip(cam[first:], starts[first:], strict=True):
+            if until is None or s is None or s <= until:
+                keep.append(r)
+    return keep
+
+
 def iter_plain(
     rep: SegmentReport, key: bytearray, records: list[RecordInfo], *, force: bool = False,
     stats: DecryptStats | None = None, full_read: bool = False, reuse_buffer: bool = False,
+    fileobj: BinaryIO | None = None,
 ) -> Iterator[Plain]:
     """Decrypt `records` (from `select`). Digests are checked against the signed index when there is one;
     `full_read` also checks that only checkpoints sit between the signed records.
 
     `reuse_buffer`: decrypt every chunk into one buffer (faster); each Plain.payload is then valid only until
-    the next item is drawn, so write it out before asking for the next. The buffer is wiped at the end."""
+    the next item is drawn, so write it out before asking for the next. The buffer is wiped at the end.
+    `fileobj`: read records from this seekable binary file instead of opening `rep.path`."""
     stats = stats if stats is not None else DecryptStats()
     longest = max((r.length for r in records), default=0)
     scratch = bytearray(longest) if reuse_buffer else None  # plaintext
     raw_buf = bytearray(longest) if reuse_buffer else None  # ciphertext records as read
     try:
-        yield from _iter_plain(rep, key, records, force, stats, full_read, scratch, raw_buf)
+        yield from _iter_plain(rep, key, records, force, stats, full_read, scratch, raw_buf, fileobj)
     finally:
         _aead.wipe(scratch)
 
 
 def _iter_plain(
     rep: SegmentReport, key: bytearray, records: list[RecordInfo], force: bool, stats: DecryptStats,
-    full_read: bool, scratch: bytearray | None, raw_buf: bytearray | None,
+    full_read: bool, scratch: bytearray | None, raw_buf: bytearray | None, fileobj: BinaryIO | None = None,
 ) -> Iterator[Plain]:
     hdr = rep.header
     aead = _aead.new_aead(hdr.suite, key)
@@ -188,7 +219,7 @@ def _iter_plain(
     covered = rep.verified_count
     chained_pos = {r.offset: j for j, r in enumerate(rep.records)}
     gaps_at = {r.offset: r for r in rep.records if r.type is RecordType.GAP}
-    with open(rep.path, "rb") as f:
+    with nullcontext(fileobj) if fileobj is not None else open(rep.path, "rb") as f:
         expect_at = None
         if full_read and signed:
             expect_at = _end_of_keys(f, rep)

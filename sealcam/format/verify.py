@@ -7,8 +7,10 @@ Every problem is named with its kind and place; see problems.py for the kinds.
 from __future__ import annotations
 
 import hashlib
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from . import problems as P
 from .constants import MAGIC, RecordFlag, RecordType
@@ -83,12 +85,16 @@ class SegmentReport:
 
 
 def verify_segment(
-    path: str | Path, *, signer: bytes | None = None, keys_path: str | Path | None = None
+    path: str | Path, *, signer: bytes | None = None, keys_path: str | Path | None = None,
+    fileobj: BinaryIO | None = None,
 ) -> SegmentReport:
-    """Verify one segment file. `signer` pins the hub's public key; `keys_path` is a detached KEYS file."""
+    """Verify one segment file. `signer` pins the hub's public key; `keys_path` is a detached KEYS file.
+
+    `fileobj`: read the segment from this seekable binary file instead of opening `path` (a remote object
+    read with ranged requests); `path` then only names it in the report."""
     path = Path(path)
     rep = SegmentReport(str(path))
-    with open(path, "rb") as f:
+    with nullcontext(fileobj) if fileobj is not None else open(path, "rb") as f:
         rep.size = f.seek(0, 2)
         f.seek(0)
         try:

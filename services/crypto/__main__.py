@@ -17,6 +17,7 @@ from sealcam.keys.hub import HubKey
 from sealcam.keys.recipients import load_recipient
 from sealcam.keys.secretfile import load_secret
 
+from .modes import ModeSettings
 from .service import CameraSpec, CryptoService
 
 log = logging.getLogger("sealcam.crypto")
@@ -55,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= seg <= 3600:
         ap.error("--segment-seconds must be within 1..3600")
     hub = load_hub(sec["hub"])
-    cameras = [CameraSpec(cam, [load_recipient(r) for r in recips]) for cam, recips in sec["recipients"].items()]
+    per_cam = sec["camera_recording"]
+    cameras = [CameraSpec(cam, [load_recipient(r) for r in recips], ModeSettings.from_recording(per_cam[cam]),
+                          None if args.segment_seconds is not None else per_cam[cam].segment_seconds)
+               for cam, recips in sec["recipients"].items()]
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -65,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                         sealed=connect(bus_url(sec["sealed_bus"], data_dir, "sealed"), name="crypto",
                                        auth=sec["sealed_auth"]),
                         data_dir=data_dir, segment_seconds=seg, consumer=args.consumer, stop=stop)
-    log.info("crypto: sealing %s camera(s), segments of %s s", len(cameras), seg)
+    log.info("crypto: sealing %s camera(s), segments of %s s, modes %s", len(cameras), seg,
+             ", ".join(f"{c.camera}={c.mode.mode}" for c in cameras))
     try:
         svc.run()
     finally:

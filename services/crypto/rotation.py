@@ -111,6 +111,12 @@ class Rotator:
         self.start_us = None
         self.opened_clock_us = None
 
+    def opened(self, capture_us: int) -> None:
+        """A segment was opened by something other than this rotator's own plan (a pre-roll flush, an event
+        record): it starts at `capture_us`, now."""
+        self.start_us = capture_us
+        self.opened_clock_us = self.clock()
+
     def feed_lost(self, at_us: int) -> None:
         if self.lost_at_us is None:
             self.lost_at_us = at_us

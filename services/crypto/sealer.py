@@ -3,26 +3,37 @@
 Every call that takes a plain message returns the sealed records it produced, in order, each as
 `Out(record, done)`: the service XADDs `record` to the sealed bus, then calls `done()` (state updates that
 must only happen once the record is on the sealed bus), and only then ACKs the plain message.
-All bytes the writer emits while handling one plain message become ONE SealedRecord.
+All bytes the writer emits while handling one plain message become one SealedRecord (several only when a
+pre-roll flush is larger than FLUSH_BYTES).
+
+What is kept follows the camera's recording mode (`modes.py`): in `events` mode fragments wait in a RAM-only
+pre-roll ring and are sealed only inside event windows; the time between windows is declared by a signed
+NOT_RECORDING gap in the next segment. Events (MotionEvent) become EVENT chunks (UTF-8 JSON) and thumbnails a
+THUMBNAIL chunk (the JPEG) right after an EVENT chunk describing it (`"t": "thumb"`, event id, time, SHA-256 of
+the JPEG). With no segment open, such a record gets a segment of its own (the init segment, the record).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sealcam.bus import names
-from sealcam.bus.contract import SealedRecord, VideoFragment
+from sealcam.bus.contract import TAMPER_LABELS, MotionEvent, SealedRecord, Thumbnail, VideoFragment
 from sealcam.format.constants import GapReason, PayloadKind
 from sealcam.format.writer import SegmentWriter, Signer
 
+from .modes import Keeper, ModeSettings, PreRoll
 from .rotation import PendingGap, Rotator, wall_clock_us
 from .state import StateStore
 
 log = logging.getLogger("sealcam.crypto")
 
 DEFAULT_CHECKPOINT_EVERY = 5  # no config setting: a signed checkpoint every 5 chained records
+FLUSH_BYTES = 8 << 20  # a pre-roll flush goes out in records of about this size (SealedRecord limit: 33 MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +49,35 @@ class Counters:
     bytes: int = 0
     gaps: int = 0
     dropped: int = 0
+    held: int = 0  # fragments held in the pre-roll ring (events mode)
+    events: int = 0  # EVENT records sealed
+    thumbnails: int = 0
+    tamper: dict[str, int] = field(default_factory=dict)  # tamper label -> events started
+
+
+@dataclass
+class Tamper:
+    """Open tamper events of one camera (non-sensitive: forwarded to the watchdog as health counters)."""
+
+    open: dict[str, str] = field(default_factory=dict)  # event id -> label
+
+    def update(self, ev: MotionEvent, counters: Counters) -> None:
+        if ev.kind != "tamper":
+            return
+        if ev.phase == "end":
+            self.open.pop(ev.event_id, None)
+        elif ev.event_id not in self.open:
+            self.open[ev.event_id] = ev.label
+            counters.tamper[ev.label] = counters.tamper.get(ev.label, 0) + 1
+
+    def active(self, label: str) -> bool:
+        return label in self.open.values()
 
 
 class CameraSealer:
     def __init__(self, camera: str, handle: bytes, signer: Signer, recipients: Sequence, store: StateStore, *,
                  segment_seconds: float, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
-                 clock: Callable[[], int] = wall_clock_us) -> None:
+                 clock: Callable[[], int] = wall_clock_us, mode: ModeSettings | None = None) -> None:
         self.camera = camera
         self.handle = handle
         self.handle_hex = handle.hex()
@@ -60,6 +94,7 @@ class CameraSealer:
         self.last_capture_us: int | None = None
         self._writer: SegmentWriter | None = None
         self._buf = bytearray()
+        self._chunk_us: int | None = None  # time of the open segment's latest chunk
         self._seq = 0
         self._offset = 0
         self._object = ""
@@ -67,6 +102,13 @@ class CameraSealer:
         self._lost_first: int | None = None  # unfinished segments from lost_first .. open_seq need a RESTART gap
         self._link = self.state.prev_link_bytes  # digest of the last closed segment (published or about to be)
         self._closing: int | None = None  # closed segment whose final record is not on the sealed bus yet
+        self.keeper = Keeper(mode or ModeSettings())
+        self.ring: PreRoll[VideoFragment] = PreRoll(self.keeper.ring_keep_us)  # RAM only, never on disk
+        self.tamper = Tamper()
+        self.feed_is_lost = False
+        self._class = "continuous"  # retention class of the open segment
+        # events mode: capture time since which nothing was kept on purpose (a NOT_RECORDING gap opens the next)
+        self._idle_since: int | None = self.state.last_us if self.keeper.mode == "events" else None
         if self.state.open_seq is not None:
             self._recover()
 
@@ -100,12 +142,35 @@ class CameraSealer:
         if plan.close_before and self._writer is not None:
             log.info("crypto[%s]: closing segment %s: %s", self.camera, self._seq, plan.reason)
             outs += self.close()
+        if plan.gap is not None or plan.close_before:
+            self.ring.clear()  # a discontinuity: the pre-roll cannot span it
         if plan.gap is not None:
-            log.warning("crypto[%s]: %s", self.camera, plan.gap.detail)
-            self._add_gap(plan.gap)
+            if self.keeper.recording:
+                log.warning("crypto[%s]: %s", self.camera, plan.gap.detail)
+                self._add_gap(plan.gap)  # else: lost while nothing was being kept anyway (NOT_RECORDING covers it)
         if frag.kind == "init":
             self.init = frag.data
             return outs
+        self.last_capture_us = frag.capture_us
+        d = self.keeper.fragment(frag.capture_us)
+        if d.stop:
+            log.info("crypto[%s]: event window over: not recording until the next event", self.camera)
+            outs += self.close()
+            self._idle_since = self.state.last_us if self.state.last_us is not None else frag.capture_us
+        if not d.keep:
+            self.ring.push(frag)
+            self.counters.held += 1
+            return outs
+        if d.in_event and self.keeper.mode == "both":
+            self._class = "event"
+        if self._writer is not None and self._chunk_us is not None and frag.capture_us < self._chunk_us:
+            outs += self.close()  # an event record stamped ahead of this fragment: never go back in a segment
+        if self._add_fragment(frag):
+            outs.append(self._flush(final=False, done=self._first_done()))
+        return outs
+
+    def _add_fragment(self, frag: VideoFragment) -> bool:
+        """Seal one fragment into the open segment (opening one if needed). False when it had to be dropped."""
         if self._writer is None:
             if self.init is None:
                 self.counters.dropped += 1
@@ -113,15 +178,85 @@ class CameraSealer:
                 self._pending_gaps.append(PendingGap(GapReason.DROPPED, frag.capture_us, frag.capture_us,
                                                      f"fragment {frag.seq} dropped: no init segment yet"))
                 log.warning("crypto[%s]: fragment %s dropped: no init segment yet", self.camera, frag.seq)
-                return outs
+                return False
             self._open(frag.capture_us)
-        self._writer.add_chunk(frag.data, kind=PayloadKind.VIDEO_FRAGMENT, capture_us=frag.capture_us,
-                               key=frag.keyframe)
+        self._chunk(frag.data, PayloadKind.VIDEO_FRAGMENT, frag.capture_us, frag.keyframe)
         self.counters.fragments += 1
-        self.last_capture_us = frag.capture_us
         self.state.last_us = frag.capture_us
-        outs.append(self._flush(final=False, done=self._first_done()))
+        return True
+
+    # -- events and thumbnails --------------------------------------------------------------------------
+
+    def event(self, ev: MotionEvent) -> list[Out]:
+        """Seal a MotionEvent as an EVENT chunk; in events mode a start first seals the pre-roll."""
+        self.tamper.update(ev, self.counters)
+        outs: list[Out] = []
+        if self.keeper.event(ev.event_id, ev.phase, ev.start_us, ev.at_us, ev.end_us):
+            log.info("crypto[%s]: event %s (%s) starts: sealing the pre-roll", self.camera, ev.event_id[:8],
+                     ev.label)
+            for i, frag in enumerate(self.ring.take_from(self.keeper.ring_from_us)):
+                if not self._add_fragment(frag):
+                    continue
+                if i == 0:
+                    self.rotator.opened(frag.capture_us)  # the segment starts with the pre-roll
+                if len(self._buf) >= FLUSH_BYTES:
+                    outs.append(self._flush(final=False, done=self._first_done()))
+        if self.keeper.mode == "both" and self.keeper.window is not None:
+            self._class = "event"
+        body = {"t": "motion", "camera": ev.camera, "event_id": ev.event_id, "phase": ev.phase, "kind": ev.kind,
+                "at_us": ev.at_us, "start_us": ev.start_us, "end_us": ev.end_us, "label": ev.label,
+                "score": ev.score, "detail": json.loads(ev.detail)}
+        outs += self._records([(_json(body), PayloadKind.EVENT)], ev.at_us)
+        self.counters.events += 1
         return outs
+
+    def thumbnail(self, th: Thumbnail) -> list[Out]:
+        """Seal a thumbnail: an EVENT chunk naming it (event id, time, SHA-256), then the JPEG as THUMBNAIL."""
+        desc = {"t": "thumb", "camera": th.camera, "event_id": th.event_id, "at_us": th.at_us,
+                "bytes": len(th.data), "sha256": hashlib.sha256(th.data).hexdigest()}
+        outs = self._records([(_json(desc), PayloadKind.EVENT), (th.data, PayloadKind.THUMBNAIL)], th.at_us)
+        self.counters.thumbnails += 1
+        return outs
+
+    def _records(self, items: list[tuple[bytes, PayloadKind]], at_us: int) -> list[Out]:
+        """Seal non-video chunks into the open segment, or into a segment of their own when none is open.
+        Their chunk time is the last sealed capture time (so later fragments never go back in time); the true
+        time is inside the JSON."""
+        outs: list[Out] = []
+        own = self._writer is None
+        t = self.last_capture_us if self.last_capture_us is not None else at_us
+        if own:
+            if self.keeper.mode != "continuous":
+                self._class = "event"
+            self._open(t)
+            if self._chunk_us is None:
+                self._chunk_us = t
+        for payload, kind in items:
+            self._chunk(payload, kind, self._chunk_us)
+        if own and not self.keeper.recording:  # events mode between windows: close it right away
+            outs += self.close()
+            self._idle_since = max(self._idle_since or t, t)
+        else:
+            outs.append(self._flush(final=False, done=self._first_done()))
+        return outs
+
+    def _chunk(self, payload: bytes, kind: PayloadKind, t: int, key: bool = False) -> None:
+        self._writer.add_chunk(payload, kind=kind, capture_us=t, key=key)
+        self._chunk_us = t if self._chunk_us is None else max(self._chunk_us, t)
+
+    def feed_state(self, lost: bool) -> None:
+        self.feed_is_lost = lost
+
+    def health_counters(self) -> dict[str, int]:
+        """Non-sensitive per-camera figures for sealed:health (no labels of objects, no content)."""
+        c = self.counters
+        out = {"segments_sealed": c.segments, "bytes_sealed": c.bytes, "fragments": c.fragments, "gaps": c.gaps,
+               "dropped": c.dropped, "events": c.events, "thumbnails": c.thumbnails,
+               "recording": int(self.keeper.recording), "feed_lost": int(self.feed_is_lost)}
+        for label in TAMPER_LABELS:
+            out[f"tamper_{label}"] = c.tamper.get(label, 0)
+            out[f"tamper_{label}_active"] = int(self.tamper.active(label))
+        return out
 
     def feed_lost(self, at_us: int) -> None:
         log.warning("crypto[%s]: feed lost", self.camera)
@@ -155,10 +290,19 @@ class CameraSealer:
         self._writer = SegmentWriter(self._buf.extend, signer=self._signer, recipients=self._recipients,
                                      camera_handle=self.handle, seq=seq, prev_link=self._link,
                                      checkpoint_every=self._checkpoint_every, clock=self._clock)
-        self._writer.add_chunk(self.init, kind=PayloadKind.VIDEO_INIT, capture_us=capture_us, key=True)
+        self._chunk_us = None
+        if self.init is not None:
+            self._chunk(self.init, PayloadKind.VIDEO_INIT, capture_us, True)
+        if self._idle_since is not None:
+            since, self._idle_since = self._idle_since, None
+            if capture_us > since:
+                self._pending_gaps.append(PendingGap(GapReason.NOT_RECORDING, since, capture_us,
+                                                     "recording mode events: nothing kept between events"))
         for g in self._pending_gaps:
             self._write_gap(g)
         self._pending_gaps.clear()
+        if self.keeper.mode == "events":
+            self._class = "event"
         log.info("crypto[%s]: opened segment %s", self.camera, seq)
 
     def _add_gap(self, gap: PendingGap) -> None:
@@ -190,6 +334,7 @@ class CameraSealer:
         sealed = self._writer.close()
         self._writer = None
         self.rotator.closed()
+        cls, self._class = self._class, "continuous"
         seq = self._seq
         self._link = sealed.digest
         self._closing = seq
@@ -204,7 +349,7 @@ class CameraSealer:
             self._closing = None
             self._store.save(st)
             self.counters.segments += 1
-        return [self._flush(final=True, done=done)]
+        return [self._flush(final=True, done=done, retention=cls)]
 
     def abort(self) -> None:
         """Stop without closing (like a crash: the state keeps open_seq, the next start declares the gap)."""
@@ -213,10 +358,15 @@ class CameraSealer:
             self._writer = None
             self._buf.clear()
 
-    def _flush(self, *, final: bool, done: Callable[[], None] | None = None) -> Out:
+    def _flush(self, *, final: bool, done: Callable[[], None] | None = None, retention: str | None = None) -> Out:
         data = bytes(self._buf)
         self._buf.clear()
-        rec = SealedRecord(self.handle_hex, self._seq, self._offset, data, final, self._object)
+        rec = SealedRecord(self.handle_hex, self._seq, self._offset, data, final, self._object,
+                           retention or self._class)
         self._offset += len(data)
         self.counters.bytes += len(data)
         return Out(rec, done)
+
+
+def _json(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()

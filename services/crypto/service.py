@@ -18,9 +18,10 @@ from pathlib import Path
 import redis
 
 from sealcam.bus import names
-from sealcam.bus.contract import ContractError, FeedEvent, Health, VideoFragment
+from sealcam.bus.contract import ContractError, FeedEvent, Health, MotionEvent, Thumbnail, VideoFragment, decode
 from sealcam.format.writer import Signer
 
+from .modes import ModeSettings
 from .rotation import wall_clock_us
 from .sealer import DEFAULT_CHECKPOINT_EVERY, CameraSealer, Out
 from .state import StateStore
@@ -40,6 +41,8 @@ class Stopping(Exception):
 class CameraSpec:
     camera: str
     recipients: Sequence
+    mode: ModeSettings | None = None  # recording mode; None: continuous
+    segment_seconds: float | None = None  # this camera's own segment length; None: the service's
 
 
 class CryptoService:
@@ -58,12 +61,14 @@ class CryptoService:
             handle = handle_for(spec.camera)
             store = StateStore(data_dir, handle.hex())
             self.sealers[spec.camera] = CameraSealer(spec.camera, handle, signer, spec.recipients, store,
-                                                     segment_seconds=segment_seconds,
-                                                     checkpoint_every=checkpoint_every, clock=clock)
+                                                     segment_seconds=spec.segment_seconds or segment_seconds,
+                                                     checkpoint_every=checkpoint_every, clock=clock,
+                                                     mode=spec.mode)
         self._stream_kind: dict[str, tuple[str, str | None]] = {}
         for cam in self.sealers:
             self._stream_kind[names.plain_frag(cam)] = ("frag", cam)
             self._stream_kind[names.plain_event(cam)] = ("event", cam)
+            self._stream_kind[names.plain_thumb(cam)] = ("thumb", cam)
         self._stream_kind[names.PLAIN_HEALTH] = ("health", None)
         self._paused: set[str] = set()  # sealed streams at their bound with unacknowledged entries
         self._backlog: deque[tuple[str, bytes, dict]] = deque()  # delivered, not yet sealed (backpressure)
@@ -166,14 +171,25 @@ class CryptoService:
                 raise ContractError(f"fragment of camera {frag.camera!r} on another camera's stream")
             self._publish(self.sealers[cam].fragment(frag))
         elif kind == "event":
-            if fields.get(b"t") != FeedEvent.T.encode():
-                return  # motion events join this stream later; not handled yet
-            ev = FeedEvent.from_fields(fields)
+            ev = decode(fields)
+            if not isinstance(ev, FeedEvent | MotionEvent):
+                raise ContractError(f"{type(ev).__name__} on an event stream")
+            if ev.camera != cam:
+                raise ContractError(f"event of camera {ev.camera!r} on another camera's stream")
             s = self.sealers[cam]
-            if ev.state == "lost":
+            if isinstance(ev, MotionEvent):
+                self._publish(s.event(ev))
+            elif ev.state == "lost":
+                s.feed_state(True)
                 s.feed_lost(ev.at_us)
             else:
+                s.feed_state(False)
                 self._publish(s.feed_back(ev.at_us, ev.detail))
+        elif kind == "thumb":
+            th = Thumbnail.from_fields(fields)
+            if th.camera != cam:
+                raise ContractError(f"thumbnail of camera {th.camera!r} on another camera's stream")
+            self._publish(self.sealers[cam].thumbnail(th))
         else:
             h = Health.from_fields(fields)  # validated: only service, camera, counters, lag_ms, at_us pass
             fwd = Health(h.service, h.at_us, dict(h.counters), h.lag_ms, h.camera)
@@ -249,11 +265,8 @@ class CryptoService:
         for bus in (self.sealed, self.plain):
             bus.set(hb, str(now), ex=names.HEARTBEAT_TTL_S)
         for cam, s in self.sealers.items():
-            c = s.counters
             lag = max(0, (now - s.last_capture_us) // 1000) if s.last_capture_us else 0
-            h = Health(SERVICE, now, {"segments_sealed": c.segments, "bytes_sealed": c.bytes,
-                                      "fragments": c.fragments, "gaps": c.gaps, "dropped": c.dropped,
-                                      "paused": int(s.stream in self._paused)}, lag, cam)
+            h = Health(SERVICE, now, s.health_counters() | {"paused": int(s.stream in self._paused)}, lag, cam)
             self.sealed.xadd(names.SEALED_HEALTH, h.to_fields(), maxlen=names.MAXLEN_HEALTH, approximate=True)
         for key in self.plain.scan_iter(match="hb:*", count=100):  # plain-side heartbeats, as metadata only
             parts = key.decode("ascii", "replace").split(":")

@@ -41,7 +41,7 @@ from sealcam.bus import names
 from .backends import Backend, make_backend
 from .backends.base import BackendError
 from .reconcile import reconcile
-from .retention import local_deletions, remote_deletions
+from .retention import local_deletions, remote_deletions, stale_class_marks
 from .spool import Spool
 
 log = logging.getLogger("sealcam.uploader.jobs")
@@ -85,12 +85,15 @@ class _Source:
     storage: list[Any]  # storage config models
     days: int | None
     max_bytes: int | None
+    event_days: int | None = None  # retention of event-class objects (resolved: event_days, else days)
 
 
-def spec_for(data_dir: str | Path, storage: list[Any], days: int | None, max_bytes: int | None) -> dict:
+def spec_for(data_dir: str | Path, storage: list[Any], days: int | None, max_bytes: int | None,
+             event_days: int | None = None) -> dict:
     """A secret-free, picklable description of the uploader's storage for job arguments. `storage`: config
-    storage models (their SecretRefs dump as references, never values) or plain dicts."""
-    return {"data_dir": str(data_dir), "retention": {"days": days, "max_bytes": max_bytes},
+    storage models (their SecretRefs dump as references, never values) or plain dicts. `event_days`: resolved
+    retention of event-class objects (pass `days` when the config gives none)."""
+    return {"data_dir": str(data_dir), "retention": {"days": days, "max_bytes": max_bytes, "event_days": event_days},
             "storage": [s if isinstance(s, dict) else s.model_dump() for s in storage]}
 
 
@@ -115,13 +118,14 @@ def _load(source: str | dict) -> _Source:
         ta = TypeAdapter(Storage)
         ret = source.get("retention") or {}
         return _Source(Path(source["data_dir"]), [ta.validate_python(s) for s in source["storage"]],
-                       ret.get("days"), ret.get("max_bytes"))
+                       ret.get("days"), ret.get("max_bytes"), ret.get("event_days", ret.get("days")))
     from sealcam.config.loader import load_config
 
     sec = load_config(source).section_for("uploader")
     ret = sec["retention"]
     return _Source(Path(sec["data_dir"]), list(sec["storage"]), ret.days,
-                   int(ret.max_gb * 1e9) if ret.max_gb else None)
+                   int(ret.max_gb * 1e9) if ret.max_gb else None,
+                   ret.event_days if ret.event_days is not None else ret.days)
 
 
 def _backend(src: _Source, name: str) -> Backend:
@@ -196,8 +200,10 @@ def apply_retention(config_path: str | dict, now: float | None = None) -> dict:
     r = job.connection if job else None
     spool = Spool(src.data_dir)
     out: dict[str, Any] = {"local": [], "remote": {}, "skipped": {}, "errors": {}}
+    events = spool.event_objects()
+    cls = {"event_days": src.event_days, "events": events}
     # 1. local by age first, so a reconcile never re-sends what remote retention is about to delete
-    for n in local_deletions(spool.entries().values(), now, src.days, None):
+    for n in local_deletions(spool.entries().values(), now, src.days, None, **cls):
         spool.delete(n)
         out["local"].append(n)
     # 2. remote by age, per backend, under its lock
@@ -212,7 +218,7 @@ def apply_retention(config_path: str | dict, now: float | None = None) -> dict:
             with backend_lock(r, b.name):
                 listing = b.list()
                 listings[b.name] = listing
-                doomed, reason = remote_deletions(listing, now, src.days, b.can_delete)
+                doomed, reason = remote_deletions(listing, now, src.days, b.can_delete, **cls)
                 if reason:
                     out["skipped"][b.name] = reason
                 gone = []
@@ -237,6 +243,9 @@ def apply_retention(config_path: str | dict, now: float | None = None) -> dict:
         for n in local_deletions(entries.values(), now, None, src.max_bytes, uploaded):
             spool.delete(n)
             out["local"].append(n)
+    if not out["errors"]:  # 4. class marks of objects gone everywhere
+        for n in stale_class_marks(events, set(spool.entries()), now, src.event_days):
+            spool.forget_class(n)
     if out["errors"]:
         raise RetentionIncomplete(f"retention: {out['errors']} (after deleting {len(out['local'])} local objects)")
     return out

@@ -27,7 +27,7 @@ from sealcam.bus.contract import ContractError, Health, SealedRecord
 from .backends import Backend, make_backend
 from .jobs import JobRunner, backend_spec, reconcile_job_id, spec_for
 from .pusher import BackendWorker
-from .retention import local_deletions, remote_deletions
+from .retention import local_deletions, remote_deletions, stale_class_marks
 from .spool import Spool, SpoolError
 
 log = logging.getLogger("sealcam.uploader")
@@ -56,6 +56,7 @@ class Uploader:
     backends: list[Backend]
     retention_days: int | None = None
     retention_max_bytes: int | None = None
+    retention_event_days: int | None = None  # for objects of class "event" (config: event_days, else days)
     instance: str = field(default_factory=lambda: re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:48]
                           + f"-{os.getpid()}")
     discover_s: float = DISCOVER_S
@@ -86,11 +87,13 @@ class Uploader:
         data_dir = Path(sec["data_dir"])
         ret = sec["retention"]
         kw.setdefault("sealed_auth", sec["sealed_auth"])
+        event_days = ret.event_days if ret.event_days is not None else ret.days
         kw.setdefault("job_source", spec_for(data_dir, list(sec["storage"]), ret.days,
-                                             int(ret.max_gb * 1e9) if ret.max_gb else None))
+                                             int(ret.max_gb * 1e9) if ret.max_gb else None, event_days))
         return cls(sealed_url=sealed_url or sec["sealed_bus"] or default_sealed_url(data_dir), data_dir=data_dir,
                    backends=[make_backend(s) for s in sec["storage"]], retention_days=ret.days,
-                   retention_max_bytes=int(ret.max_gb * 1e9) if ret.max_gb else None, **kw)
+                   retention_max_bytes=int(ret.max_gb * 1e9) if ret.max_gb else None,
+                   retention_event_days=event_days, **kw)
 
     def _make_runner(self) -> JobRunner:
         """Reconcile and retention as rq jobs; a backend that cannot be described to a job (not built from a
@@ -99,7 +102,7 @@ class Uploader:
         if source is None:
             specs = [backend_spec(b) for b in self.backends]
             source = spec_for(self.data_dir, [s for s in specs if s is not None], self.retention_days,
-                              self.retention_max_bytes)
+                              self.retention_max_bytes, self.retention_event_days)
         names_ok = ({s["name"] for s in source["storage"]} if isinstance(source, dict)
                     else {b.name for b in self.backends})
         runner = JobRunner(self.r, source, name=f"uploader-{self.instance}"[:60],
@@ -154,6 +157,8 @@ class Uploader:
             rec = SealedRecord.from_fields(fields)
             if names.sealed_rec(rec.handle) != stream:
                 raise ContractError(f"record of handle {rec.handle} on {stream}")
+            if rec.retention == "event":  # before the append: durable by the time we XACK
+                self.spool.mark_event(rec.object_name)
             wrote = self.spool.append(rec)
         except (ContractError, SpoolError) as exc:
             # Nothing later can make this entry valid: acknowledge it so it does not block the stream, count it.
@@ -196,7 +201,10 @@ class Uploader:
         entries = self.spool.entries()
         uploaded = {n for n, e in entries.items() if e.complete and all(w.healthy and n not in w.known
                                                                        for w in self.workers)}
-        doomed = local_deletions(entries.values(), now, self.retention_days, self.retention_max_bytes, uploaded)
+        events = self.spool.event_objects()
+        cls = {"event_days": self.retention_event_days, "events": events}
+        doomed = local_deletions(entries.values(), now, self.retention_days, self.retention_max_bytes, uploaded,
+                                 **cls)
         for n in doomed:
             self.spool.delete(n)
         for w in self.workers:
@@ -205,7 +213,7 @@ class Uploader:
                 continue
             try:
                 listing = b.list()
-                remote, reason = remote_deletions(listing, now, self.retention_days, b.can_delete)
+                remote, reason = remote_deletions(listing, now, self.retention_days, b.can_delete, **cls)
                 if reason and b.name not in self._said_worm:
                     self._said_worm.add(b.name)
                     log.info("%s: remote retention skipped: %s", b.name, reason)
@@ -213,6 +221,8 @@ class Uploader:
                     b.delete(n)
             except Exception as exc:  # noqa: BLE001 - retention never takes the uploader down
                 log.warning("%s: remote retention failed: %s", b.name, exc)
+        for n in stale_class_marks(events, set(self.spool.entries()), now, self.retention_event_days):
+            self.spool.forget_class(n)
         return doomed
 
     # -- main loop -------------------------------------------------------------------------------------------

@@ -58,7 +58,8 @@ class Spool:
         self.data_dir = Path(data_dir).resolve()
         self.root = self.data_dir / "spool"
         self.done_root = self.data_dir / "spool.done"
-        for d in (self.root, self.done_root):
+        self.class_root = self.data_dir / "spool.class"  # event/<object>: objects of retention class "event"
+        for d in (self.root, self.done_root, self.class_root):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     # -- paths -------------------------------------------------------------------------------------------
@@ -150,6 +151,35 @@ class Spool:
         finally:
             os.close(fd)
         _fsync_dir(d.parent)
+
+    # -- retention classes -------------------------------------------------------------------------------
+    def mark_event(self, name: str) -> bool:
+        """Remember (durably) that `name` holds an event (retention class "event"). True if newly marked.
+        Kept after the object leaves the spool: remote retention still needs the class."""
+        p = self.class_root / "event" / name
+        if self.root not in self.path(name).resolve().parents or p.exists():
+            return False
+        _makedirs(p.parent, self.class_root)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(p.parent)
+        return True
+
+    def event_objects(self) -> set[str]:
+        base = self.class_root / "event"
+        out: set[str] = set()
+        for dirpath, _dirs, files in os.walk(base):
+            out.update((Path(dirpath) / f).relative_to(base).as_posix() for f in files)
+        return out
+
+    def forget_class(self, name: str) -> None:
+        try:
+            (self.class_root / "event" / name).unlink()
+        except FileNotFoundError:
+            pass
 
     def delete(self, name: str) -> None:
         """Remove an object and its marker (retention); empty directories are left for reuse."""

@@ -32,6 +32,7 @@ class Thresholds:
     upload_backlog_max: int = 120  # sealed records not yet acknowledged by the uploader (all handles)
     spool_max_bytes: int = 20 * GB  # uploader counter spool_bytes above this
     disk_min_free_bytes: int = 2 * GB  # config alerts.disk_min_free_gb
+    tamper_hold_s: float = 60.0  # a tamper event (e.g. a moved camera, over in a moment) stays bad this long
 
     @property
     def stall_after_s(self) -> float:
@@ -71,6 +72,7 @@ class Observations:
     health: tuple[HealthSeen, ...] = ()
     disk_free_bytes: int | None = None
     disk_path: str = ""
+    tamper_last: dict[tuple[str, str], float] = field(default_factory=dict)  # (camera, label) -> last new event
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,60 @@ def _fmt_s(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+#: What crypto's per-camera health says about tampering (counters tamper_<label>, tamper_<label>_active).
+TAMPER_TEXT = {"covered": "lens covered", "blinded": "camera blinded (glare or a bright light)",
+               "moved": "camera moved (its view changed)"}
+
+
+class TamperLog:
+    """When each (camera, tamper label) last had a new tamper event, from crypto's counters. Pure: it only
+    compares counters between reports. The first report of a camera is a baseline (old events do not alert
+    again after a watchdog restart); a counter that goes down (crypto restarted) is a new baseline."""
+
+    def __init__(self) -> None:
+        self._count: dict[tuple[str, str], int] = {}
+        self.last: dict[tuple[str, str], float] = {}
+
+    def observe(self, health: tuple[HealthSeen, ...] | list[HealthSeen], now: float) -> dict[tuple[str, str], float]:
+        for h in health:
+            if h.service != "crypto" or h.camera is None:
+                continue
+            for label in TAMPER_TEXT:
+                n = h.counters.get(f"tamper_{label}")
+                if n is None:
+                    continue
+                key = (h.camera, label)
+                before = self._count.get(key)
+                if before is not None and n > before:
+                    self.last[key] = now
+                self._count[key] = n
+        return dict(self.last)
+
+
+def _camera_rules(obs: Observations, t: Thresholds, add) -> set[str]:  # noqa: ANN001 - add(key, reason, sev)
+    """Feed loss, tamper, and events-mode idleness, from crypto's per-camera health. Returns the cameras that are
+    idle on purpose (events mode between events, so their sealed output is allowed to stop)."""
+    idle: set[str] = set()
+    for h in obs.health:
+        if h.service != "crypto" or h.camera is None or obs.now - h.received > t.health_timeout_s:
+            continue
+        cam = h.camera
+        if h.counters.get("feed_lost") == 1:
+            add(f"feed:{cam}", f"camera {cam}: feed lost (the recorder cannot get video from it)", "urgent")
+        for label, text in TAMPER_TEXT.items():
+            recent = obs.tamper_last.get((cam, label))
+            if h.counters.get(f"tamper_{label}_active") == 1 or (
+                    recent is not None and obs.now - recent < t.tamper_hold_s):
+                add(f"tamper:{cam}:{label}", f"camera {cam}: {text}", "urgent")
+        if h.counters.get("recording") == 0:
+            idle.add(cam)
+            if h.lag_ms > t.stall_after_s * 1000:
+                add(f"idle-stall:{cam}", f"camera {cam} (recording mode events, between events): no video "
+                    f"reached the sealing service for {_fmt_s(h.lag_ms / 1000)} (limit {_fmt_s(t.stall_after_s)})",
+                    "urgent")
+    return idle
+
+
 def evaluate(obs: Observations, t: Thresholds) -> dict[str, Bad]:
     """Every condition that is bad in `obs`; a key absent from the result is good."""
     bad: dict[str, Bad] = {}
@@ -95,14 +151,18 @@ def evaluate(obs: Observations, t: Thresholds) -> dict[str, Bad]:
         add("bus", f"sealed bus unreachable: {obs.bus_error or 'no answer'}", "urgent")
         # Nothing else can be judged without the bus; disk still can.
     else:
+        idle = _camera_rules(obs, t, add)
         limit = t.stall_after_s
-        for handle, last in sorted(obs.sealed_last.items()):
-            age = obs.now - last
-            if age > limit:
+        stalled = [(h, obs.now - last) for h, last in sorted(obs.sealed_last.items()) if obs.now - last > limit]
+        # Handles are opaque here: cameras idle in events mode explain as many stalled handles as there are of
+        # them (their own liveness is judged by crypto's lag instead, above).
+        if len(stalled) > len(idle):
+            for handle, age in stalled:
                 add(f"stall:{handle}", f"sealed output of camera handle {handle[:12]}... stalled: last record "
-                    f"{_fmt_s(age)} ago (limit {_fmt_s(limit)})", "urgent")
+                    f"{_fmt_s(age)} ago (limit {_fmt_s(limit)})"
+                    + (f"; {len(idle)} camera(s) idle in events mode" if idle else ""), "urgent")
         running = obs.now - obs.started
-        if running > t.startup_grace_s and len(obs.sealed_last) < len(obs.camera_ids):
+        if running > t.startup_grace_s and len(obs.sealed_last) + len(idle) < len(obs.camera_ids):
             add("cameras-missing", f"{len(obs.camera_ids) - len(obs.sealed_last)} of {len(obs.camera_ids)} "
                 f"camera(s) have produced no sealed output in {_fmt_s(running)}", "urgent")
         if obs.upload_backlog is not None and obs.upload_backlog > t.upload_backlog_max:

@@ -10,10 +10,7 @@ What it writes: XACK on its own group, and its heartbeat `hb:watchdog:{instance}
 from __future__ import annotations
 
 import logging
-import os
-import re
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -28,17 +25,15 @@ from sealcam.bus.contract import ContractError, Health
 
 from .http import Metric, Snapshot, StatusServer
 from .notify import Notifier
-from .rules import AlertBook, Event, HealthSeen, Observations, State, Thresholds, Timing, evaluate
+from .rules import AlertBook, Event, HealthSeen, Observations, State, TamperLog, Thresholds, Timing, evaluate
 
 log = logging.getLogger("sealcam.watchdog")
 
 _REC_PREFIX = names.sealed_rec("0" * 16)[:-16]  # "sealed:rec:"
-_INSTANCE_OK = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def default_instance() -> str:
-    name = os.environ.get("SEALCAM_INSTANCE") or socket.gethostname() or "main"
-    return _INSTANCE_OK.sub("-", name)[:64] or "main"
+    return names.instance_name()
 
 
 def sealed_bus_url(section: dict) -> str:
@@ -79,6 +74,7 @@ class Watchdog:
         self.instance = instance or default_instance()
         self.clock = clock
         self.book = AlertBook(self.settings.timing)
+        self.tamper = TamperLog()
         self.started = clock()
         self.health: dict[tuple[str, str | None], HealthSeen] = {}
         self.bad_entries = 0
@@ -193,9 +189,12 @@ class Watchdog:
             if block_s:
                 self.stop_event.wait(min(block_s, 1.0))
         free, where = disk_free(self.data_dir)
-        return Observations(now=self.clock(), started=self.started, camera_ids=self.camera_ids, bus_ok=bus_ok,
+        now = self.clock()
+        health = tuple(self.health.values())
+        return Observations(now=now, started=self.started, camera_ids=self.camera_ids, bus_ok=bus_ok,
                             bus_error=err, sealed_last=sealed, upload_backlog=backlog,
-                            health=tuple(self.health.values()), disk_free_bytes=free, disk_path=where)
+                            health=health, disk_free_bytes=free, disk_path=where,
+                            tamper_last=self.tamper.observe(health, now))
 
     def tick(self, block_s: float = 0.0) -> list[Event]:
         obs = self.observe(block_s)

@@ -50,6 +50,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "~/.local/share/sealcam)")
     p.add_argument("--grace", type=parse_duration, default=10.0, metavar="DURATION",
                    help="how long each service gets to stop after SIGTERM before SIGKILL (default 10s)")
+    p.add_argument("--sandbox", action="store_true",
+                   help="run each service in a bubblewrap sandbox built from its trust zone: crypto (and motion) "
+                   "with no network, each service seeing only its own bus sockets, secrets and state "
+                   "(needs bwrap; see docs/guide/sandbox.md)")
     p.set_defaults(func=run)
 
 
@@ -76,6 +80,13 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(config.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     sup = Supervisor(config, data_dir, grace_s=args.grace)
+    if getattr(args, "sandbox", False):
+        from ..up.sandbox import Sandbox, SandboxError
+
+        try:
+            sup.sandbox = Sandbox.checked(data_dir)
+        except SandboxError as exc:
+            raise CliError(str(exc), exitcodes.USAGE) from None
 
     def on_signal(signum: int, _frame: object) -> None:
         logging.getLogger("sealcam.up").info("%s: stopping", signal.Signals(signum).name)

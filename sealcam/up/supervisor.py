@@ -1,6 +1,6 @@
 """Start the buses and every service, keep them running, stop them in an order that loses nothing.
 
-    buses (embedded unless configured) -> crypto -> uploader -> watchdog -> [motion: later] -> recorder
+    buses (embedded unless configured) -> crypto -> uploader -> watchdog -> motion -> recorder
 
 Each service is `python -m <module> --config <effective config>` in its own session (so a terminal's Ctrl-C
 reaches only the supervisor, which then stops services in order), with stdout+stderr going to
@@ -32,11 +32,12 @@ from .restart import RestartPolicy, RestartTracker
 
 log = logging.getLogger("sealcam.up")
 
-#: Start order; stop order is the reverse. motion joins before recorder when it lands (issue: motion).
-SERVICE_ORDER = ("crypto", "uploader", "watchdog", "recorder")
-#: Stop order: no new footage first; then crypto closes its segments (final records onto the sealed bus); then
-#: the uploader takes those in and ships them; the watchdog last. So a clean stop leaves the remote complete.
-STOP_ORDER = ("recorder", "crypto", "uploader", "watchdog")
+#: Start order. motion runs only when some camera has motion detection enabled (config `motion.enabled`).
+SERVICE_ORDER = ("crypto", "uploader", "watchdog", "motion", "recorder")
+#: Stop order: no new footage first; motion next (it ends its open events); then crypto closes its segments
+#: (final records onto the sealed bus); then the uploader takes those in and ships them; the watchdog last. So
+#: a clean stop leaves the remote complete.
+STOP_ORDER = ("recorder", "motion", "crypto", "uploader", "watchdog")
 CLEAN_EXIT = (0, -signal.SIGTERM, -signal.SIGINT)
 
 
@@ -59,6 +60,13 @@ def default_services() -> list[ServiceSpec]:
     return [ServiceSpec(n, f"services.{n}", stop_rank=STOP_ORDER.index(n)) for n in SERVICE_ORDER]
 
 
+def motion_wanted(config: Config) -> bool:
+    """True when some camera has motion detection enabled (its effective `motion.enabled`)."""
+    from ..config.motion import effective_motion
+
+    return any(effective_motion(config, cam).enabled for cam in config.cameras)
+
+
 @dataclass
 class _Proc:
     spec: ServiceSpec
@@ -70,6 +78,7 @@ class _Proc:
     restarts: int = 0
     pump: threading.Thread | None = None
     killed: bool = False
+    signal_pid: int | None = None  # where SIGTERM goes when not proc.pid (sandboxed: the service, pid 1 inside)
 
 
 @dataclass
@@ -86,6 +95,7 @@ class Supervisor:
     stop_event: threading.Event = field(default_factory=threading.Event)
     failure: str | None = None
     effective_config: Path | None = None
+    sandbox: Any = None  # a sealcam.up.sandbox.Sandbox: each service runs inside bubblewrap (`up --sandbox`)
 
     # -- setup -----------------------------------------------------------------------------------------------
     @property
@@ -191,9 +201,14 @@ class Supervisor:
         logf = open(p.log_path, "ab", buffering=0)  # noqa: SIM115 - closed by the pump thread
         logf.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S%z')} starting {p.spec.name} (restart "
                    f"{p.restarts}) ---\n".encode())
-        p.proc = subprocess.Popen(p.spec.argv(self.effective_config), stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self._env(),
+        argv = p.spec.argv(self.effective_config)
+        kw: dict[str, Any] = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   start_new_session=True, cwd=str(self.data_dir))
+        if self.sandbox is not None:
+            p.proc, p.signal_pid = self.sandbox.popen(p.spec.name, argv, self.effective_config, self._env(),
+                                                      modules=(p.spec.module,), **kw)
+        else:
+            p.proc = subprocess.Popen(argv, env=self._env(), **kw)
         p.started_at = time.monotonic()
         p.restart_at = None
         p.pump = threading.Thread(target=self._pump, args=(p.spec.name, p.proc.stdout, logf),
@@ -216,6 +231,8 @@ class Supervisor:
 
     def start(self) -> None:
         """Check modules, start buses, write the effective config, start services in order."""
+        if not motion_wanted(self.config):
+            self.services = [s for s in self.services if s.name != "motion"]
         self.check_modules()
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -278,7 +295,7 @@ class Supervisor:
                 continue
             if proc.poll() is None:
                 log.info("%s: stopping (SIGTERM)", p.spec.name)
-                _signal(proc, signal.SIGTERM, group=False)
+                _signal(proc, signal.SIGTERM, group=False, pid=p.signal_pid)
                 try:
                     proc.wait(self.grace_s)
                 except subprocess.TimeoutExpired:
@@ -311,10 +328,14 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _signal(proc: subprocess.Popen, sig: int, group: bool = True) -> None:
+def _signal(proc: subprocess.Popen, sig: int, group: bool = True, pid: int | None = None) -> None:
     """SIGTERM goes to the service only (it stops its own children, e.g. ffmpeg, in its own order); SIGKILL to
-    its whole process group, so nothing it started outlives it."""
+    its whole process group, so nothing it started outlives it. `pid`: the service's pid when it is not proc's
+    (inside a sandbox; killing bwrap's group kills the sandbox too)."""
     try:
+        if not group and pid is not None:
+            os.kill(pid, sig)
+            return
         if not group:
             raise ProcessLookupError
         os.killpg(proc.pid, sig)

@@ -19,7 +19,7 @@ from pydantic_core import PydanticUndefined
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sealcam.config import models  # noqa: E402
+from sealcam.config import models, motion  # noqa: E402
 from sealcam.config.secrets import SecretRef  # noqa: E402
 
 DOC = ROOT / "docs" / "ref" / "config.md"
@@ -37,6 +37,11 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("buses", models.Buses),
     ("hub", models.Hub),
     ("alerts", models.Alerts),
+    ("objects", models.ObjectsConfig),
+    ("cameras[].objects", models.CameraObjects),
+    ("motion, cameras[].motion", motion.MotionSettings),
+    ("motion.zones[], motion.masks[]", motion.Polygon),
+    ("motion.tamper", motion.Tamper),
 ]
 HEADER = """# Config reference
 

@@ -5,9 +5,10 @@
 #
 # Installs what it needs (scripts/setup.sh), then `sealcam up --for DURATION` with no config: embedded
 # Valkey buses on Unix sockets, a synthetic camera (moving box, burnt-in clock), crypto, uploader and
-# watchdog as supervised processes, a local folder as the remote. Then, as the owner would: verify the
-# remote folder with the pinned hub key, decrypt it, and check with ffprobe that the MP4 plays and lasts
-# as long as what was sealed. Exits non-zero if any check fails.
+# motion and watchdog as supervised processes, a local folder as the remote. Then, as the owner would: verify
+# the remote folder with the pinned hub key, decrypt it, check with ffprobe that the MP4 plays and lasts as
+# long as what was sealed, and recover the motion events (the synthetic camera's moving box) and their
+# thumbnails from the sealed EVENT/THUMBNAIL records. Exits non-zero if any check fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 duration="${1:-30s}"
@@ -31,6 +32,17 @@ echo "run: sealcam verify --signer <hub> $remote"
 
 echo "run: sealcam decrypt --identity <owner> -o $out $remote"
 "$sealcam" decrypt --identity "$identity" --signer "$signer" -o "$out" "$remote"
+
+echo "run: sealcam decrypt --events --extract (motion events and thumbnails, sealed by crypto)"
+"$sealcam" decrypt --identity "$identity" --signer "$signer" --events "$data/events.jsonl" \
+    --extract "$data/extracted" "$remote" 2>/dev/null
+thumbs=("$data"/extracted/*.jpg)
+events="$(grep -c '"t": *"motion"' "$data/events.jsonl" || true)"
+if [ "$events" -eq 0 ] || [ ! -e "${thumbs[0]}" ]; then
+    echo "run: FAIL: no sealed motion event or thumbnail came back ($events event records)" >&2
+    exit 1
+fi
+echo "run: $events motion event record(s) and ${#thumbs[@]} thumbnail(s) recovered, e.g. ${thumbs[0]}"
 
 echo "run: checking the result with ffprobe/ffmpeg"
 ffmpeg -v error -i "$out" -f null - 2> "$data/decode-errors.txt"

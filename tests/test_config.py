@@ -55,8 +55,8 @@ def test_example_config_loads() -> None:
     assert front.recipients == [str(EXAMPLE.parent / "keys" / "owner.recipient")]
     assert len(cfg.camera("garage").recipients) == 2
     assert cfg.storage[1].object_lock.mode == "compliance"
-    assert cfg.hub.signing_key_file.path == EXAMPLE.parent / "keys" / "hub.key"
-    assert cfg.storage[1].secret_access_key_file.ref == "env:SEALCAM_S3_SECRET"
+    assert cfg.hub.signing_key_file.path == Path("/run/secrets/hub_signing_key")  # compose secrets (docker-compose.yml)
+    assert cfg.storage[1].secret_access_key_file.ref == "/run/secrets/s3_secret_access_key"
 
 
 def test_minimal_defaults(tmp_path: Path) -> None:

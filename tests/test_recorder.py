@@ -71,7 +71,8 @@ def test_synthetic_argv() -> None:
     a = cmd.argv
     assert a[a.index("-f") + 1] == "lavfi" and "-re" in a
     graph = a[a.index("-i") + 1]
-    assert graph.startswith("testsrc2=size=640x360:rate=12,drawbox=x='mod(t*")
+    assert graph.startswith("smptehdbars=size=640x360:rate=12[bg];color=c=white:size=45x45:rate=12,")
+    assert "[bg][box]overlay=x='(W-w)*min(mod(t\\,20)\\,10)/10'" in graph
     assert "drawtext=fontfile='/fonts/x.ttf':text='%{localtime}'" in graph
     assert a[a.index("-g") + 1] == "12" and a[a.index("-c:v") + 1] == "libx264"
     assert a[-len(OUT_FLAGS):] == OUT_FLAGS

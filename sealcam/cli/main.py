@@ -17,7 +17,7 @@ from .common import CliError, error_line, key_error
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import config_cmd, decrypt, inspect, keys, seal, up, verify
+    from . import config_cmd, decrypt, inspect, keys, motion, seal, up, verify, view
 
     p = argparse.ArgumentParser(
         prog="sealcam", description="Privacy-first security camera recording: sealed (encrypted + signed) footage.",
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         "4 I/O error. See docs/ref/cli.md.")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for mod in (keys, seal, inspect, verify, decrypt, config_cmd, up):
+    for mod in (keys, seal, inspect, verify, decrypt, config_cmd, up, view, motion):
         mod.add_parser(sub)
     return p
 

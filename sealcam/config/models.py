@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .motion import MotionSettings
+from .objects import CameraObjects, ObjectsConfig
 from .secrets import SecretRef, resolve_path
 
 CAMERA_ID = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -125,11 +127,16 @@ class Recording(Model):
                                     "seconds; fragments start on key frames, so the camera's GOP bounds it below.")
     pre_roll_seconds: int = Field(default=5, ge=0, le=60, description="events mode: seconds kept before an event.")
     post_roll_seconds: int = Field(default=10, ge=0, le=600, description="events mode: seconds kept after an event.")
+    max_event_seconds: int = Field(default=300, ge=10, le=86400, description="events mode: at most this many "
+                                   "seconds are kept for one event (from its start minus the pre-roll); a longer "
+                                   "event stops being recorded until it ends or another starts.")
 
 
 class Retention(Model):
     days: int | None = Field(default=30, ge=1, le=36500, description="Delete segments older than this many "
                              "days (locally, and remotely unless the backend is WORM). null: keep forever.")
+    event_days: int | None = Field(default=None, ge=1, le=36500, description="Delete segments that hold an event "
+                                   "(recording modes events and both) after this many days instead. null: as days.")
     max_gb: float | None = Field(default=None, gt=0, le=1_000_000, description="Local spool quota in GB; oldest "
                                  "uploaded segments go first. null: no quota.")
 
@@ -249,6 +256,12 @@ class Camera(Model):
                                       "one with role record, at most one with role detect.")
     recipients: Recipients | None = Field(default=None, description="Who can decrypt this camera's footage: "
                                           "sc1... strings or public key files. Default: the top-level list.")
+    recording: Recording | None = Field(default=None, description="What is kept of this camera (mode, pre/post "
+                                        "roll, ...). Default: the top-level recording section.")
+    motion: MotionSettings | None = Field(default=None, description="Motion detection settings of this camera: "
+                                          "keys given here replace the top-level `motion` ones.")
+    objects: CameraObjects | None = Field(default=None, description="Object detection overrides of this camera "
+                                          "(enabled, classes, min_score); the model is the top-level one.")
 
     @field_validator("inputs")
     @classmethod
@@ -285,6 +298,10 @@ class Config(Model):
     buses: Buses = Field(default_factory=Buses, description="The two message buses.")
     hub: Hub = Field(description="This recorder's signing identity.")
     alerts: Alerts = Field(default_factory=Alerts, description="Where the watchdog sends alerts.")
+    motion: MotionSettings = Field(default_factory=MotionSettings, description="Motion detection defaults for "
+                                   "every camera (see docs/design/motion.md).")
+    objects: ObjectsConfig = Field(default_factory=ObjectsConfig, description="Object detection (YOLO) on frames "
+                                   "with motion, in the motion service (see docs/guide/object-detection.md).")
 
     @field_validator("cameras")
     @classmethod
@@ -317,8 +334,24 @@ class Config(Model):
             self.cameras[i].recipients = list(self.recipients or [])
         return self
 
+    @model_validator(mode="after")
+    def _objects_model(self) -> Config:
+        on = [c.id for c in self.cameras if c.objects is not None and c.objects.enabled]
+        if on and self.objects.model is None:
+            raise PydanticCustomError("model", "cameras {ids} enable objects but objects.model is not set",
+                                      {"ids": ", ".join(on)})
+        return self
+
+    def objects_for(self, camera_id: str) -> ObjectsConfig:
+        """A camera's object detection settings: the top-level section with the camera's overrides."""
+        return self.objects.for_camera(self.camera(camera_id).objects)
+
     def camera(self, camera_id: str) -> Camera:
         return next(c for c in self.cameras if c.id == camera_id)
+
+    def recording_for(self, camera_id: str) -> Recording:
+        """A camera's own recording section, else the top-level one."""
+        return self.camera(camera_id).recording or self.recording
 
     def section_for(self, service: str) -> dict[str, Any]:
         from .sections import section_for

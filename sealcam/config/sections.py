@@ -1,8 +1,8 @@
 """What each service may see of the config: its own section and its own secrets, nothing else (BRIEF §4).
 
-The recorder gets camera inputs (with camera credentials) and the plain bus; motion gets camera ids and the
-plain bus; crypto gets the hub key, recipients, recording and both buses; the uploader gets storage,
-retention, data_dir and the sealed bus (never the hub key or recipients); the watchdog gets alerts, camera
+The recorder gets camera inputs (with camera credentials) and the plain bus; motion gets camera ids, their
+motion settings and the plain bus; crypto gets the hub key, recipients, recording and both buses; the uploader
+gets storage, retention, data_dir and the sealed bus (never the hub key or recipients); the watchdog gets alerts, camera
 ids, recording cadence and the sealed bus. With buses.acl_dir set, each gets its own ACL user per bus it uses
 (`*_auth`: user name and password file; never another service's file).
 """
@@ -39,13 +39,21 @@ def section_for(config: Config, service: str) -> dict[str, Any]:
             "plain_auth": bus_auth(c, "plain", service),
         }
     if service == "motion":
-        return {"camera_ids": tuple(cam.id for cam in c.cameras), "plain_bus": c.buses.plain_url,
-                "plain_auth": bus_auth(c, "plain", service)}
+        from .motion import effective_motion
+
+        # Per camera: its effective motion settings and whether the recorder publishes a separate detect-only
+        # input (plain:detect:CAM) — never the input URLs or their credentials.
+        return {"camera_ids": tuple(cam.id for cam in c.cameras),
+                "motion": {cam.id: effective_motion(c, cam) for cam in c.cameras},
+                "objects": {cam.id: c.objects_for(cam.id) for cam in c.cameras},
+                "detect_only": {cam.id: "record" not in cam.detect_input.roles for cam in c.cameras},
+                "plain_bus": c.buses.plain_url, "plain_auth": bus_auth(c, "plain", service)}
     if service == "crypto":
         return {
             "hub": c.hub,
             "recipients": {cam.id: tuple(cam.recipients or ()) for cam in c.cameras},
             "recording": c.recording,
+            "camera_recording": {cam.id: c.recording_for(cam.id) for cam in c.cameras},
             "plain_bus": c.buses.plain_url,
             "plain_auth": bus_auth(c, "plain", service),
             "sealed_bus": c.buses.sealed_url,
@@ -64,6 +72,7 @@ def section_for(config: Config, service: str) -> dict[str, Any]:
             "alerts": c.alerts,
             "camera_ids": tuple(cam.id for cam in c.cameras),
             "recording": c.recording,
+            "camera_recording": {cam.id: c.recording_for(cam.id) for cam in c.cameras},
             "data_dir": c.data_dir,
             "sealed_bus": c.buses.sealed_url,
             "sealed_auth": bus_auth(c, "sealed", service),

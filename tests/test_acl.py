@@ -146,6 +146,15 @@ def test_plain_bus_users(buses: dict[str, EmbeddedBus]) -> None:
     denied(rec.set, names.heartbeat_key("crypto", "i1"), "1")
     denied(rec.get, names.heartbeat_key("recorder", "i1"))
     denied(rec.set, frag, "overwrite")
+    # the latest init segment beside the trimmed stream: the recorder writes it, crypto and motion only read it
+    init_key = names.plain_init(frag)
+    rec.hset(init_key, mapping={"kind": "init", "data": "x"})
+    denied(rec.hgetall, init_key)
+    denied(rec.hset, names.PLAIN_HEALTH + ":x", mapping={"a": "b"})
+    assert cry.hgetall(init_key)[b"kind"] == b"init" and mot.hgetall(init_key)[b"data"] == b"x"
+    denied(cry.hset, init_key, mapping={"data": "forged"})
+    denied(mot.hset, init_key, mapping={"data": "forged"})
+    denied(cry.delete, init_key)
     # crypto: consume, read back the init segment, heartbeat, read others' heartbeats
     resp = cry.xreadgroup(names.GROUP_CRYPTO, "crypto-1", {frag: ">", ev: ">", names.PLAIN_HEALTH: ">"}, count=16)
     assert sum(len(e) for _s, e in resp) == 3

@@ -166,6 +166,10 @@ def test_decode_unknown_type() -> None:
 def test_names() -> None:
     assert names.plain_frag("cam1") == "plain:frag:cam1"
     assert names.plain_event("cam1") == "plain:event:cam1"
+    assert names.plain_init(names.plain_frag("cam1")) == "plain:init:frag:cam1"
+    assert names.plain_init(names.plain_detect("cam1")) == "plain:init:detect:cam1"
+    with pytest.raises(ValueError, match="invalid video stream"):
+        names.plain_init(names.plain_event("cam1"))
     assert names.sealed_rec(HANDLE) == f"sealed:rec:{HANDLE}"
     assert names.heartbeat_key("crypto", "host-1") == "hb:crypto:host-1"
     for bad in (lambda: names.plain_frag("a:b"), lambda: names.plain_frag("*"), lambda: names.sealed_rec("xyz"),

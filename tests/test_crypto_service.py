@@ -230,6 +230,33 @@ def test_seal_verify_decrypt(plain_redis, sealed_redis, keys, clip, tmp_path: Pa
     assert sealed_redis.get(names.heartbeat_key("crypto", "crypto-1"))
 
 
+def test_restart_after_the_init_was_trimmed_uses_the_kept_init(plain_redis, sealed_redis, keys, clip,  # noqa: ANN001
+                                                                tmp_path: Path) -> None:
+    """A crypto that (re)starts after the stream lost its init entry seals from the recorder's kept copy instead of
+    dropping every fragment until the camera reconnects."""
+    hub, owner, _ = keys
+    init, media = clip
+    stream = names.plain_frag(CAM)
+    push(plain_redis, 0, media[0][0], init, False, "init")
+    plain_redis.hset(names.plain_init(stream), mapping=VideoFragment(CAM, 0, media[0][0], False, "init",
+                                                                      init).to_fields())
+    plain_redis.xtrim(stream, maxlen=0, approximate=False)  # the init entry is gone, as after minutes of running
+    for i, (t, data, key) in enumerate(media[:6], 1):
+        push(plain_redis, i, t, data, key)
+    stop = threading.Event()
+    svc = make_service(plain_redis, sealed_redis, hub, owner, tmp_path / "data", stop)
+    th = start_thread(svc)
+    wait_for(lambda: plain_drained(plain_redis), what="draining")
+    stop.set()
+    th.join(10)
+    sealer = svc.sealers[CAM]
+    assert sealer.counters.fragments == 6 and sealer.counters.dropped == 0
+    paths = assemble(sealed_redis, hub.camera_handle(CAM).hex(), tmp_path / "remote")
+    reports = [verify_segment(p, signer=hub.public) for p in paths]
+    assert reports and all(r.ok for r in reports) and check_chains(reports).ok
+    assert decrypted_seconds(paths, owner, hub, tmp_path) == pytest.approx(6.0, abs=0.3)
+
+
 def test_crash_between_open_and_previous_final_declares_both(keys, clip, tmp_path: Path) -> None:  # noqa: ANN001
     """The next segment's state is saved before the previous final record is on the bus: a crash right then
     leaves two unfinished segments, and the restart declares both (and links to the last confirmed one)."""

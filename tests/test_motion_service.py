@@ -148,6 +148,24 @@ def test_a_restarted_service_finds_the_init_segment(plain_bus, clip: list) -> No
         t.join(20)
 
 
+def test_a_restarted_service_uses_the_kept_init_once_the_stream_is_trimmed(plain_bus, clip: list) -> None:  # noqa: ANN001
+    """The init entry was trimmed off the stream long ago: the copy the recorder keeps beside it is used."""
+    r = connect(plain_bus.url)
+    stream = names.plain_frag("cam1")
+    r.xgroup_create(stream, names.GROUP_MOTION, id="$", mkstream=True)
+    r.hset(names.plain_init(stream), mapping=VideoFragment("cam1", 0, BASE, False, "init", clip[0].data).to_fields())
+    settings = MotionSettings(detect_width=320, end_seconds=1.0)
+    svc, t = run_service(r, [CameraWorker("cam1", settings, r, consumer="motion-t1")])
+    try:
+        for i, f in enumerate(clip[1:], start=1):
+            r.xadd(stream, VideoFragment("cam1", i, BASE + (i - 1) * US, f.keyframe, f.kind, f.data).to_fields())
+        assert not any(f[b"kind"] == b"init" for _i, f in r.xrange(stream))
+        assert wait_for(lambda: [e.phase for e in motion_events(r)] == ["start", "end"])
+    finally:
+        svc.stop()
+        t.join(20)
+
+
 def test_malformed_entries_are_refused(plain_bus, clip: list) -> None:  # noqa: ANN001
     r = connect(plain_bus.url)
     stream = names.plain_frag("cam1")

@@ -215,6 +215,8 @@ buses: {{plain_url: "{plain_bus.url}"}}
         health = [Health.from_fields(f) for _, f in plain_redis.xrange(names.PLAIN_HEALTH)]
         assert health and health[0].service == "recorder" and health[0].camera == "syn1"
         assert _events(plain_redis, "syn1")[0].state == "back"
+        kept = VideoFragment.from_fields(plain_redis.hgetall(names.plain_init(names.plain_frag("syn1"))))
+        assert kept == frags[0]  # the init segment, kept beside the stream that will be trimmed
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=15)[0].decode()

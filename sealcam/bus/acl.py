@@ -10,11 +10,13 @@ admin/dangerous parts (AUTH, HELLO, PING, CLIENT SETNAME/SETINFO, SELECT...), th
 Nobody gets FLUSHALL, CONFIG, KEYS, DEBUG, ACL, MODULE, SHUTDOWN; the `default` user is off. The uploader has no
 user on the plain bus at all. Key patterns come from `names.py` (the only place names are defined).
 
-    plain bus    recorder  XADD its streams, XREVRANGE (resume seq/feed state), SET its heartbeat
-                 motion    XREADGROUP/XACK video (frag, detect), XREVRANGE them (init segment), XADD events,
-                           thumbnails and health, SET its heartbeat
-                 crypto    XREADGROUP/XACK frag, event, thumb, health; XREVRANGE frag (init segment); SET its
-                           heartbeat; SCAN + GET the others' heartbeats (read only), forwarded as metadata
+    plain bus    recorder  XADD its streams, XREVRANGE (resume seq/feed state), HSET the latest init segment
+                           of each video stream (`plain:init:*`), SET its heartbeat
+                 motion    XREADGROUP/XACK video (frag, detect), XREVRANGE them and HGETALL `plain:init:*` (init
+                           segment), XADD events, thumbnails and health, SET its heartbeat
+                 crypto    XREADGROUP/XACK frag, event, thumb, health; XREVRANGE frag and HGETALL `plain:init:*`
+                           (init segment); SET its heartbeat; SCAN + GET the others' heartbeats (read only),
+                           forwarded as metadata
     sealed bus   crypto    XADD/trim sealed records (XLEN, XINFO GROUPS, XPENDING, XREVRANGE, XTRIM), creates
                            the uploader's group; XADD health; SET its heartbeat
                  uploader  SCAN, XREADGROUP/XACK sealed records; XADD health; SET its heartbeat; rq (`rq:*`)
@@ -75,16 +77,19 @@ ACCESS: dict[str, dict[str, tuple[Grant, ...]]] = {
         "recorder": (
             Grant(("+xadd", "+xrevrange"), keys=(FRAG, DETECT, EVENT, names.PLAIN_HEALTH)),
             _heartbeat("recorder"),
+            Grant(("+hset",), keys=(names.PLAIN_INIT_PATTERN,)),
         ),
         "motion": (
             Grant((*CONSUME, "+xrevrange"), keys=(FRAG, DETECT)),
             Grant(("+xadd",), keys=(EVENT, THUMB, names.PLAIN_HEALTH)),
             _heartbeat("motion"),
+            Grant(("+hgetall",), read_keys=(names.PLAIN_INIT_PATTERN,)),
         ),
         "crypto": (
             Grant((*CONSUME, "+xrevrange", "+scan"), keys=(FRAG, EVENT, THUMB, names.PLAIN_HEALTH)),
             _heartbeat("crypto"),
             Grant(("+get",), read_keys=(names.HEARTBEAT_ANY,)),
+            Grant(("+hgetall",), read_keys=(names.PLAIN_INIT_PATTERN,)),
         ),
     },
     names.SEALED: {

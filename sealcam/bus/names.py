@@ -63,6 +63,19 @@ def plain_thumb(camera: str) -> str:
     return f"plain:thumb:{_check(_CAMERA, camera, 'camera id')}"
 
 
+def plain_init(stream: str) -> str:
+    """Hash holding the latest `init` VideoFragment published on a plain video stream (`plain_frag` or
+    `plain_detect`), overwritten by the recorder at each ffmpeg start. The stream itself is trimmed
+    (MAXLEN_FRAG), so after a few minutes its init entry is gone; a consumer that restarts later (crypto, motion)
+    reads the init here instead of dropping everything until the camera reconnects.
+    `plain:frag:cam1` -> `plain:init:frag:cam1`."""
+    m = re.fullmatch(r"plain:(frag|detect):(.+)", stream)
+    if m is None:
+        raise ValueError(f"invalid video stream for an init key: {stream!r}")
+    return f"plain:init:{m.group(1)}:{_check(_CAMERA, m.group(2), 'camera id')}"
+
+
+PLAIN_INIT_PATTERN = "plain:init:*"
 PLAIN_HEALTH = "plain:health"
 
 

@@ -87,8 +87,19 @@ class CryptoService:
                 s.init = self._latest_init(s.camera)
 
     def _latest_init(self, camera: str) -> bytes | None:
-        """After a restart the init segment (ACKed long ago) is still in the bounded plain stream, most likely."""
-        for _id, fields in self.plain.xrevrange(names.plain_frag(camera), count=names.MAXLEN_FRAG * 2):
+        """After a restart: the init segment (ACKed long ago) the recorder keeps beside the trimmed stream, else
+        the newest one still on the stream (a recorder that keeps none)."""
+        stream = names.plain_frag(camera)
+        kept = self.plain.hgetall(names.plain_init(stream))
+        if kept:
+            try:
+                frag = VideoFragment.from_fields(kept)
+            except ContractError as exc:
+                log.warning("crypto[%s]: ignoring a malformed kept init segment: %s", camera, exc)
+            else:
+                if frag.kind == "init" and frag.camera == camera:
+                    return frag.data
+        for _id, fields in self.plain.xrevrange(stream, count=names.MAXLEN_FRAG * 2):
             if fields and fields.get(b"kind") == b"init":
                 try:
                     return VideoFragment.from_fields(fields).data

@@ -58,6 +58,7 @@ class CameraWorker:
         self.decoder = FragmentDecoder(self.camera, s.detect_fps, s.detect_width, s.detect_height)
         self.pipeline = CameraPipeline(self.camera, s, objects=self.objects)
         self._inits: list[tuple[bytes, bytes]] | None = None  # (entry id, data) of init segments on the stream
+        self._no_init_warned = False
 
     # -- thread ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -126,7 +127,8 @@ class CameraWorker:
 
     def _find_init(self, before: bytes) -> bytes | None:
         """After a (re)start the init segment may be older than our group's position: the latest one before
-        `before` still on the stream. Looked up once."""
+        `before` still on the stream, else (trimmed away) the latest one the recorder keeps beside the stream.
+        Looked up once."""
         if self._inits is None:
             self._inits = []
             for eid, f in self.bus.xrevrange(self.stream, count=names.MAXLEN_FRAG * 2):
@@ -135,11 +137,26 @@ class CameraWorker:
                         self._inits.append((eid, VideoFragment.from_fields(f).data))
                     except ContractError:
                         continue
-            if not self._inits:
-                log.warning("motion[%s]: no init segment on %s yet; waiting for the next one", self.camera,
-                            self.stream)
         key = _id(before)
-        return next((data for eid, data in self._inits if _id(eid) < key), None)
+        found = next((data for eid, data in self._inits if _id(eid) < key), None)
+        if found is None:
+            found = self._kept_init()
+        return found
+
+    def _kept_init(self) -> bytes | None:
+        kept = self.bus.hgetall(names.plain_init(self.stream))
+        try:
+            frag = VideoFragment.from_fields(kept) if kept else None
+        except ContractError as exc:
+            log.warning("motion[%s]: ignoring a malformed kept init segment: %s", self.camera, exc)
+            frag = None
+        if frag is None or frag.kind != "init" or frag.camera != self.camera:
+            if not self._no_init_warned:
+                log.warning("motion[%s]: no init segment for %s yet; waiting for the next one", self.camera,
+                            self.stream)
+                self._no_init_warned = True
+            return None
+        return frag.data
 
     def _analyse(self, frames: list) -> None:  # noqa: ANN001
         for f in frames:

@@ -180,12 +180,22 @@ class CameraWorker:
             return
         self.stats.fragments += 1
         self.stats.bytes += len(msg.data)
+        if msg.kind == "init":
+            self._store_init(msg)
         if msg.kind == "media":
             self.backoff.healthy()
             if self.up is not True:
                 self._event("back", "")
                 self.up = True
                 log.info("recorder[%s]: feed is up", self.camera)
+
+    def _store_init(self, msg: VideoFragment) -> None:
+        """Keep the latest init beside the stream: the stream is trimmed, a consumer restarting later needs it."""
+        try:
+            self.bus.hset(names.plain_init(self.frag_stream), mapping=msg.to_fields())
+        except redis.RedisError as exc:
+            log.warning("recorder[%s]: cannot store the init segment (%s); a consumer restarting later waits for "
+                        "the next one", self.camera, exc)
 
     def _feed_lost(self, detail: str) -> None:
         if self.up is False:

@@ -59,6 +59,8 @@ RETENTION_TIMEOUT_S = 1800
 RETENTION_JOB_ID = "retention"
 RECENT_S = 300.0  # complete objects this young are reported in `known` too (records of them may still be queued)
 ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+#: How often an idle worker thread looks for a stop request.
+STOP_POLL_S = 1
 WORKER_TTL_S = 16  # rq's blocking dequeue waits worker_ttl - 15 = 1 s, so a stop takes about 1 s
 
 
@@ -258,6 +260,15 @@ class _ThreadWorker(SimpleWorker):
     death_penalty_class = TimerDeathPenalty
 
     def _install_signal_handlers(self) -> None:
+        return None
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):  # noqa: ANN201
+        """rq waits for a job without ever looking at a stop request (only a signal ends the wait, and this thread
+        gets none): wait in rounds of STOP_POLL_S so `JobRunner.stop()` ends the thread within about that."""
+        while not self._stop_requested:
+            result = super().dequeue_job_and_maintain_ttl(timeout, STOP_POLL_S)
+            if result is not None:
+                return result
         return None
 
 

@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/viewer.py              # 60 one-minute segments of 720p H.264 at ~4 Mbit/s
     .venv/bin/python bench/viewer.py --minutes 10 --seeks 10
+    .venv/bin/python bench/viewer.py --live 10     # CPU of live follow over a 10-minute open segment
 
 The archive is sealed like bench/seal.py's seek test (one segment per minute, one ~1 s fragment per chunk,
 every fragment on a key frame, chunk 0 the init segment, a checkpoint every 5 records as the crypto service
@@ -13,6 +14,11 @@ Measured, for random times:
   signed tail, key unwrap, decrypt, re-timing, HTTP);
 - browser (Debian chromium via Playwright): seek request in the page -> the video element playing at the
   target (MSE: fetch, append, decode, first frame), for a cold start and for seeks outside the buffer.
+
+`--live MINUTES`: one open segment written as the crypto service does (a ~1 s fragment, then a checkpoint every
+5 records), the viewer polling after each record as live follow does (`Archive.poll`: list the camera folder,
+fetch the new bytes, verify them). CPU time (process_time) per poll, against the baseline measured in the same
+run: what the viewer did before (fetch the new tail, join it to the copy held, `verify_segment` of the whole).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import http.client
+import io
 import logging
 import random
 import shutil
@@ -35,6 +42,7 @@ from sealcam.bus.names import object_name
 from sealcam.format.aead import wipe
 from sealcam.format.constants import PayloadKind
 from sealcam.format.decrypt import iter_plain, light_report, select, unwrap_key
+from sealcam.format.verify import verify_segment
 from sealcam.format.writer import SegmentWriter
 from sealcam.keys.hub import HubKey
 from sealcam.keys.identity import X25519Identity
@@ -157,6 +165,64 @@ def browser(url: str, handle: bytes, targets: list[int]) -> tuple[float, list[fl
     return cold, far, near
 
 
+def live_follow(minutes: int, tmp: str | None, full_every: int) -> None:
+    init, frags, scale = encode_minute()
+    track = next(iter(mp4.timescales(init)))
+    hub, owner = HubKey.generate(), X25519Identity.generate()
+    d = Path(tempfile.mkdtemp(prefix="sealcam-live-", dir=tmp))
+    try:
+        handle = hub.camera_handle("bench")
+        name = object_name(handle.hex(), 0, T0)
+        path = d / name
+        path.parent.mkdir(parents=True)
+        clock = [T0]
+        with open(path, "wb") as f:
+            w = SegmentWriter(f.write, signer=hub, recipients=[owner.recipient], camera_handle=handle, seq=0,
+                              checkpoint_every=5, clock=lambda: clock[0])
+            w.add_chunk(init, kind=PayloadKind.VIDEO_INIT, capture_us=T0, key=True)
+            f.flush()
+            archive = Archive(open_storage(str(d)), [owner], signer=hub.public)
+            archive.refresh()
+            prefix, blob = handle.hex() + "/", b""
+            inc: list[list[float]] = []  # per minute: CPU seconds of each poll
+            full: list[list[float]] = []
+            for m in range(minutes):
+                inc.append([])
+                full.append([])
+                for k, (off, data) in enumerate(frags):
+                    clock[0] = T0 + m * 60_000_000 + off
+                    w.add_chunk(bytes(mp4.shift(data, {track: m * 60 * scale})), kind=PayloadKind.VIDEO_FRAGMENT,
+                                capture_us=clock[0], key=True)
+                    f.flush()
+                    t = time.process_time()
+                    archive.poll(prefix)
+                    inc[-1].append(time.process_time() - t)
+                    if k % full_every == 0 or (m == minutes - 1 and k == len(frags) - 1):
+                        t = time.process_time()
+                        size = path.stat().st_size
+                        with open(path, "rb") as g:  # as before: the new tail joined to the copy held
+                            g.seek(len(blob))
+                            blob = blob + g.read(size - len(blob))
+                        full_rep = verify_segment(name, signer=hub.public, fileobj=io.BytesIO(blob))
+                        full[-1].append(time.process_time() - t)
+                print(f"  minute {m + 1:2d}: {path.stat().st_size / 1e6:6.0f} MB; CPU per poll: incremental median "
+                      f"{statistics.median(inc[-1]) * 1e3:6.2f} ms, full re-verify median "
+                      f"{statistics.median(full[-1]) * 1e3:7.1f} ms", flush=True)
+            w.abort()
+        assert archive.segment(name).report == full_rep, "incremental and full verification disagree"
+        polls = sum(len(x) for x in inc)
+        total_inc = sum(map(sum, inc))
+        total_full = sum(map(sum, full)) * full_every
+        sampled = f" (every {full_every}th poll measured, scaled)" if full_every > 1 else ""
+        last_inc, last_full = statistics.median(inc[-1]), statistics.median(full[-1])
+        print(f"live follow, {minutes} min open segment, {polls} polls: CPU total incremental {total_inc:.2f} s, "
+              f"full re-verify {total_full:.1f} s{sampled}; last minute per poll: {last_inc * 1e3:.2f} ms vs "
+              f"{last_full * 1e3:.1f} ms, ratio {last_full / last_inc:.0f}x")
+        archive.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def stats(ms: list[float]) -> str:
     return f"median {statistics.median(ms):6.1f} ms, max {max(ms):6.1f} ms (n={len(ms)})"
 
@@ -167,7 +233,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeks", type=int, default=20)
     ap.add_argument("--tmp", help="directory for the archive (default: the system temp dir)")
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--live", type=int, metavar="MINUTES", help="measure live follow's CPU over an open segment")
+    ap.add_argument("--full-every", type=int, default=1, help="--live: run the baseline every N polls")
     args = ap.parse_args(argv)
+    if args.live:
+        return live_follow(args.live, args.tmp, args.full_every)
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

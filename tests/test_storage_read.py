@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from servers import Ftpd, Sshd, seaweedfs, seaweedfs_available, sshd_available
-from viewer_archive import T0, build, ffmpeg_available
+from viewer_archive import T0, build, encode, ffmpeg_available, split, write_segment
 
 from sealcam.format.decrypt import light_report
 from sealcam.storage import RangeFile, StorageError, open_storage, parse_storage_url
@@ -111,6 +111,68 @@ def test_s3_whole_and_live_objects(built, tmp_path: Path) -> None:  # noqa: ANN0
         assert info.live and info.size == 2000  # the contiguous prefix only
         assert r.read(live, 900, 300) == blob[900:1200]  # across two parts
         assert r.read(live, 1900, 500) == blob[1900:2000]
+
+
+@pytest.mark.skipif(seaweedfs_available() is not None, reason=str(seaweedfs_available()))
+def test_s3_live_follow_lists_only_what_is_new(built, tmp_path: Path) -> None:  # noqa: ANN001
+    """Each poll of a camera folder with closed segments and a live one stored as parts: one ListObjectsV2 from
+    the newest closed segment on (the live one's parts folded into one common prefix) and one for the parts
+    after the newest known one; the keys coming back do not grow with the folder or the segment."""
+    init, frags = split(encode(20))
+    name, _ = write_segment(tmp_path / "staging", built.hub, built.owner, built.handle, 6, built.last_digest,
+                            T0 + 90_000_000, init, frags, [])
+    data = (tmp_path / "staging" / name).read_bytes()
+    bounds = list(range(0, len(data), len(data) // 12)) + [len(data)]
+    with seaweedfs(tmp_path / "weed") as s3:
+        c = s3["client"]
+        for obj, blob in _objects(built.root).items():
+            c.put_object(Bucket="plain", Key="cams/" + obj, Body=blob)
+        d = s3["dir"]
+        reader = open_storage(f"s3://plain/cams/?endpoint={s3['url']}&access_key_file={d / 'ak'}"
+                              f"&secret_key_file={d / 'sk'}")
+        calls: list[int] = []  # keys + common prefixes returned by each ListObjectsV2
+
+        def put_part(i: int) -> None:
+            c.put_object(Bucket="plain", Key=f"cams/{name}.parts/{bounds[i]:012d}", Body=data[bounds[i]:bounds[i + 1]])
+
+        put_part(0)
+        a = Archive(reader, [built.owner])
+        a.refresh()
+        reader._s3.meta.events.register(
+            "after-call.s3.ListObjectsV2",
+            lambda parsed, **_: calls.append(len(parsed.get("Contents", [])) + len(parsed.get("CommonPrefixes", []))))
+        per_poll = []
+
+        def poll(readable: int) -> None:
+            calls.clear()
+            a.poll(built.handle.hex() + "/")
+            per_poll.append(list(calls))
+            seg = a.segment(name)
+            assert seg.size == readable and not seg.closed
+
+        for i in range(1, len(bounds) - 2):  # the last piece arrives with the whole object
+            if i == 6:
+                continue
+            if i == 5:  # part 6 is stored before part 5: a hole, then filled
+                put_part(6)
+                poll(bounds[5])
+                put_part(5)
+                poll(bounds[7])
+                continue
+            put_part(i)
+            poll(bounds[i + 1])
+        # 6 closed objects and up to 12 parts in the folder: two calls, one key or prefix each (one more while
+        # a part waits beyond a hole)
+        assert len(per_poll) >= 10 and all(len(p) == 2 and sum(p) <= 3 for p in per_poll), per_poll
+        cam = a.camera(built.handle)
+        assert cam.open_segment == name and not cam.problems and a.segment(name).report.verified_count > 15
+        # the segment closes: the whole object is PUT, then the parts are deleted
+        c.put_object(Bucket="plain", Key="cams/" + name, Body=data)
+        for i in range(len(bounds) - 2):
+            c.delete_object(Bucket="plain", Key=f"cams/{name}.parts/{bounds[i]:012d}")
+        a.poll(built.handle.hex() + "/")
+        seg, cam = a.segment(name), a.camera(built.handle)
+        assert seg.size == len(data) and seg.closed and seg.full and not cam.problems and cam.open_segment is None
 
 
 def test_url_errors() -> None:

@@ -144,21 +144,31 @@ class _Walker:
         self.index_trusted = False  # the INDEX is the one the trailer's valid signature covers
 
     def walk(self, items) -> None:  # noqa: ANN001
-        rep = self.rep
         for item in items:
-            if isinstance(item, Damage):
-                e = item.error
-                where = f"; resumed at byte {item.resumed_at}" if item.resumed_at is not None else ""
-                rep.add(e.kind, e.message + where, offset=item.offset)
-                rep.damaged.append((item.offset, item.resumed_at))
-                continue
-            handler = getattr(self, "_on_" + item.header.type.name.lower())
-            try:
-                handler(item)
-            except FormatError as exc:
-                rep.add(exc.kind, exc.message, offset=exc.offset)
-                if item.header.type is RecordType.HEADER and rep.header is None:
-                    break  # without a header nothing else can be checked; don't list every record as unexpected
+            if not self.step(item):
+                break
+        self.finish()
+
+    def step(self, item: RawRecord | Damage) -> bool:
+        """Check one item of the scan, in file order. False: nothing after it can be checked."""
+        rep = self.rep
+        if isinstance(item, Damage):
+            e = item.error
+            where = f"; resumed at byte {item.resumed_at}" if item.resumed_at is not None else ""
+            rep.add(e.kind, e.message + where, offset=item.offset)
+            rep.damaged.append((item.offset, item.resumed_at))
+            return True
+        handler = getattr(self, "_on_" + item.header.type.name.lower())
+        try:
+            handler(item)
+        except FormatError as exc:
+            rep.add(exc.kind, exc.message, offset=exc.offset)
+            if item.header.type is RecordType.HEADER and rep.header is None:
+                return False  # without a header nothing else can be checked; don't list every record as unexpected
+        return True
+
+    def finish(self) -> None:
+        """The checks that need the whole file (after the last step)."""
         self._finish()
         self._keep_signed_gaps()
 

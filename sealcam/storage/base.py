@@ -28,8 +28,9 @@ class ObjectInfo:
 class StorageReader(Protocol):
     url: str  # for messages; never holds a secret
 
-    def list(self, prefix: str = "") -> dict[str, ObjectInfo]:
-        """Objects whose name starts with `prefix` (a folder such as `HANDLE/`, or "" for all)."""
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> dict[str, ObjectInfo]:
+        """Objects whose name starts with `prefix` (a folder such as `HANDLE/`, or "" for all) and, with
+        `start_after`, sorts after that name (S3 lists only those; the others filter a folder's listing)."""
 
     def read(self, name: str, offset: int, length: int) -> bytes:
         """Up to `length` bytes from `offset` (fewer only at the end of the object)."""

@@ -49,7 +49,7 @@ class FtpReader:
                 self.close()  # a half-read transfer leaves the control connection in an unknown state
                 raise StorageError(f"{self.url}: {what}: {type(exc).__name__}: {exc}") from exc
 
-    def list(self, prefix: str = "") -> dict[str, ObjectInfo]:
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> dict[str, ObjectInfo]:
         def run(ftp: ftplib.FTP) -> dict[str, ObjectInfo]:
             out: dict[str, ObjectInfo] = {}
             stack = [prefix.strip("/")] if ".." not in prefix.split("/") else [""]
@@ -72,7 +72,8 @@ class FtpReader:
                         out[name] = ObjectInfo(name, int(facts.get("size", 0)))
             return out
 
-        return {k: v for k, v in self._call("list", run).items() if k.startswith(prefix)}
+        return {k: v for k, v in self._call("list", run).items()
+                if k.startswith(prefix) and (start_after is None or k > start_after)}
 
     def read(self, name: str, offset: int, length: int) -> bytes:
         if ".." in name.split("/"):

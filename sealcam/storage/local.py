@@ -23,7 +23,7 @@ class LocalReader:
             raise StorageError(f"object name escapes the storage folder: {name!r}")
         return p
 
-    def list(self, prefix: str = "") -> dict[str, ObjectInfo]:
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> dict[str, ObjectInfo]:
         out: dict[str, ObjectInfo] = {}
         top = self._p(prefix.rstrip("/")) if prefix.rstrip("/") else self.root
         for dirpath, dirs, files in os.walk(top):
@@ -34,8 +34,8 @@ class LocalReader:
                 p = Path(dirpath) / f
                 try:
                     name = p.relative_to(self.root).as_posix()
-                    if name.startswith(prefix):
-                            out[name] = ObjectInfo(name, p.stat().st_size)
+                    if name.startswith(prefix) and (start_after is None or name > start_after):
+                        out[name] = ObjectInfo(name, p.stat().st_size)
                 except OSError:
                     continue  # removed while listing (retention)
         return out

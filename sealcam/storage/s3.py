@@ -33,7 +33,8 @@ class S3Reader:
             aws_access_key_id=access_key, aws_secret_access_key=secret_key,
             config=BotoConfig(connect_timeout=5, read_timeout=15, retries={"max_attempts": 2, "mode": "standard"},
                               s3={"addressing_style": "path"}))
-        self._parts: dict[str, list[tuple[int, int]]] = {}  # live object -> sorted (offset, size) of its parts
+        self._parts: dict[str, list[tuple[int, int]]] = {}  # live object -> its contiguous parts (offset, size)
+        self._known: dict[str, dict[int, int]] = {}  # live object -> every part seen (offset -> size), holes too
         self._lock = threading.Lock()
 
     def _call(self, what: str, fn):  # noqa: ANN001, ANN202
@@ -42,35 +43,77 @@ class S3Reader:
         except _ERRORS as exc:
             raise StorageError(f"{self.url}: {what}: {type(exc).__name__}: {exc}") from exc
 
-    def list(self, prefix: str = "") -> dict[str, ObjectInfo]:
-        def run() -> dict[str, int]:
-            found = {}
-            for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
-                                                                            Prefix=self.prefix + prefix):
-                for o in page.get("Contents", []):
-                    found[o["Key"][len(self.prefix):]] = int(o["Size"])
-            return found
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> dict[str, ObjectInfo]:
+        """With `start_after` and a folder `prefix` (live follow): one ListObjectsV2 from that name on, with
+        `/` as delimiter (a live object's parts are one common prefix, not one key each), then for each live
+        object one more from its newest known part on: only new keys come back, however long the folder."""
+        if start_after is None or not prefix.endswith("/"):
+            return self._list_all(prefix)
+        keys, folders = self._call("list", lambda: self._keys(self.prefix + prefix, self.prefix + start_after, "/"))
+        out = {k: ObjectInfo(k, v) for k, v in keys.items() if PARTS not in k}
+        for cp in folders:
+            name = cp[len(self.prefix) : -len(PARTS)] if cp.endswith(PARTS) else None
+            if name is None or name in out or name <= start_after:
+                continue
+            with self._lock:
+                known = dict(self._known.get(name, {}))
+                readable = self._parts.get(name)
+            # from the last part of the contiguous prefix on: parts beyond a hole are listed again until it fills
+            after = f"{self.prefix}{name}{PARTS}{readable[-1][0]:012d}" if readable else None
+            new, _ = self._call("list", lambda n=name, a=after: self._keys(f"{self.prefix}{n}{PARTS}", a, None))
+            for k, v in new.items():
+                m = _PART.match(k)
+                if m:
+                    known[int(m.group(2))] = v
+            out[name] = self._set_live(name, known)
+        with self._lock:
+            for name in out:
+                if not out[name].live:
+                    self._known.pop(name, None)
+                    self._parts.pop(name, None)
+        return out
 
-        found = self._call("list", run)
+    def _keys(self, prefix: str, start_after: str | None, delimiter: str | None) -> tuple[dict[str, int], list[str]]:
+        """(key relative to the reader's prefix -> size, common prefixes) of one paginated ListObjectsV2."""
+        kw = {"Bucket": self.bucket, "Prefix": prefix}
+        if start_after:
+            kw["StartAfter"] = start_after
+        if delimiter:
+            kw["Delimiter"] = delimiter
+        found, folders = {}, []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(**kw):
+            for o in page.get("Contents", []):
+                found[o["Key"][len(self.prefix) :]] = int(o["Size"])
+            folders += [c["Prefix"] for c in page.get("CommonPrefixes", [])]
+        return found, folders
+
+    def _list_all(self, prefix: str) -> dict[str, ObjectInfo]:
+        found, _ = self._call("list", lambda: self._keys(self.prefix + prefix, None, None))
         out = {k: ObjectInfo(k, v) for k, v in found.items() if PARTS not in k}
-        parts: dict[str, list[tuple[int, int]]] = {}
+        parts: dict[str, dict[int, int]] = {}
         for k, v in found.items():
             m = _PART.match(k)
             if m and m.group(1) not in out:
-                parts.setdefault(m.group(1), []).append((int(m.group(2)), v))
+                parts.setdefault(m.group(1), {})[int(m.group(2))] = v
         with self._lock:
+            self._known = {k: v for k, v in self._known.items() if not k.startswith(prefix)}
             self._parts = {k: v for k, v in self._parts.items() if not k.startswith(prefix)}
-            for name, ps in parts.items():
-                ps.sort()
-                extent, contiguous = 0, []
-                for off, n in ps:
-                    if off != extent:
-                        break  # a hole (a part still on its way): only the prefix before it is readable
-                    contiguous.append((off, n))
-                    extent += n
-                self._parts[name] = contiguous
-                out[name] = ObjectInfo(name, extent, live=True)
+        for name, ps in parts.items():
+            out[name] = self._set_live(name, ps)
         return out
+
+    def _set_live(self, name: str, parts: dict[int, int]) -> ObjectInfo:
+        """Remember a live object's parts; it is readable up to the first hole (a part still on its way)."""
+        extent, contiguous = 0, []
+        for off, n in sorted(parts.items()):
+            if off != extent:
+                break
+            contiguous.append((off, n))
+            extent += n
+        with self._lock:
+            self._known[name] = parts
+            self._parts[name] = contiguous
+        return ObjectInfo(name, extent, live=True)
 
     def _get(self, key: str, offset: int, length: int) -> bytes:
         def run() -> bytes:

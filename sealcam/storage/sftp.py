@@ -67,7 +67,7 @@ class SftpReader:
                     self.close()
                 raise StorageError(f"{self.url}: {what}: {type(exc).__name__}: {exc}") from exc
 
-    def list(self, prefix: str = "") -> dict[str, ObjectInfo]:
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> dict[str, ObjectInfo]:
         def run(sftp: paramiko.SFTPClient) -> dict[str, ObjectInfo]:
             out: dict[str, ObjectInfo] = {}
             stack = [prefix.strip("/")] if ".." not in prefix.split("/") else [""]
@@ -85,7 +85,8 @@ class SftpReader:
                         out[name] = ObjectInfo(name, a.st_size or 0)
             return out
 
-        return {k: v for k, v in self._call("list", run).items() if k.startswith(prefix)}
+        return {k: v for k, v in self._call("list", run).items()
+                if k.startswith(prefix) and (start_after is None or k > start_after)}
 
     def read(self, name: str, offset: int, length: int) -> bytes:
         if ".." in name.split("/"):

@@ -6,24 +6,28 @@ Verification has two depths. `refresh()` checks each closed segment from its sig
 the chains between segments (`check_chains`). `deep_verify()` (run in the background by the viewer) re-checks
 light-checked segments fully, so a modified chunk shows on the timeline before anyone plays it; playback
 checks every record against the signed index anyway and reports a failure it meets (`runtime_problems`).
+An object still being written is kept in memory and verified incrementally (`format.follow`): a poll fetches
+and checks only the new bytes, plus the last record checked, compared again to see the object did not change.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from ..format import problems as P
 from ..format.aead import wipe
 from ..format.chain import HonestGap, check_chains
 from ..format.constants import RecordFlag, RecordType
 from ..format.decrypt import Plain, VerificationFailed, iter_plain, light_report, unwrap_key
+from ..format.follow import IncrementalVerifier
 from ..format.verify import RecordInfo, SegmentReport, verify_segment
 from ..storage.base import ObjectInfo, RangeFile, StorageError, StorageReader
+from ..storage.growing import GrowingObject
 
 log = logging.getLogger("sealcam.viewer")
 
@@ -73,13 +77,21 @@ class Camera:
         return {p.file for p in self.problems if p.file}
 
 
+@dataclass(slots=True)
+class _Live:
+    """An object being written: its bytes so far (ciphertext, memory only) and the verifier's state."""
+
+    verifier: IncrementalVerifier
+    data: GrowingObject
+
+
 class Archive:
     def __init__(self, reader: StorageReader, identities: Sequence, *, signer: bytes | None = None) -> None:
         self.reader = reader
         self.identities = list(identities)
         self.signer = signer
         self._segs: dict[str, Segment] = {}
-        self._blobs: dict[str, bytes] = {}  # ciphertext of unclosed objects, grown by tail reads
+        self._live: dict[str, _Live] = {}  # unclosed objects: only new bytes are fetched and verified
         self._keys: dict[bytes, bytearray] = {}  # segment id -> data key (memory only, wiped by close())
         self._lock = threading.RLock()
         self.cameras: dict[bytes, Camera] = {}
@@ -88,14 +100,18 @@ class Archive:
 
     # -- listing and verification ------------------------------------------------------------------------
 
-    def refresh(self, prefix: str = "") -> None:
-        """List storage (all, or one camera's folder `HANDLE/`) and verify what is new or has grown."""
-        listing = {n: i for n, i in self.reader.list(prefix).items() if OBJECT_NAME.match(n)}
+    def refresh(self, prefix: str = "", *, start_after: str | None = None) -> None:
+        """List storage (all, or one camera's folder `HANDLE/`) and verify what is new or has grown.
+
+        `start_after`: list only the objects named after this one (the others are known and closed)."""
+        listing = {n: i for n, i in self.reader.list(prefix, start_after=start_after).items()
+                   if OBJECT_NAME.match(n)}
         with self._lock:
             changed = False
-            for name in [n for n in self._segs if n.startswith(prefix) and n not in listing]:
+            for name in [n for n in self._segs if n.startswith(prefix) and n not in listing
+                         and (start_after is None or n > start_after)]:
                 del self._segs[name]  # removed by retention
-                self._blobs.pop(name, None)
+                self._live.pop(name, None)
                 changed = True
             for name, info in sorted(listing.items()):
                 old = self._segs.get(name)
@@ -108,29 +124,50 @@ class Archive:
             if changed:
                 self._regroup()
 
+    def poll(self, prefix: str) -> None:
+        """Refresh one camera's folder, listing only from its newest closed segment on (live follow)."""
+        with self._lock:
+            closed = [n for n, s in self._segs.items() if n.startswith(prefix) and s.closed and n not in self._live]
+        self.refresh(prefix, start_after=max(closed, default=None))
+
     def _verify(self, info: ObjectInfo) -> Segment | None:
-        if not info.live:
+        live = self._live.get(info.name)
+        if live is None and not info.live:
             rep = light_report(info.name, signer=self.signer, fileobj=RangeFile(self.reader, info.name, info.size))
             if rep is not None:
-                self._blobs.pop(info.name, None)
                 return Segment(info.name, info.size, rep, full=False)
-        data = self._blob(info)
-        rep = verify_segment(info.name, signer=self.signer, fileobj=io.BytesIO(data))
+        if live is not None and info.size >= live.data.size:
+            # fetch the new tail and, again, the last record checked: the verifier compares it with what it saw
+            at = live.verifier.check_from
+            live.data.put(at, self.reader.read(info.name, at, info.size - at))
+            restarts = live.verifier.restarts
+            rep = live.verifier.feed(live.data.file())
+            if live.verifier.restarts == restarts:
+                return self._verified(info, live, rep)
+            self._changed(info, "a record already verified differs on storage now")
+        elif live is not None:
+            self._changed(info, f"the object shrank from {live.data.size} to {info.size} bytes")
+        live = _Live(IncrementalVerifier(info.name, signer=self.signer), GrowingObject(info.name))
+        live.data.put(0, self.reader.read(info.name, 0, info.size))
+        return self._verified(info, live, live.verifier.feed(live.data.file()))
+
+    def _verified(self, info: ObjectInfo, live: _Live, rep: SegmentReport) -> Segment:
         if rep.header is None:
             log.warning("viewer: %s is not a sealcam segment: %s", info.name,
                         rep.problems[0].message if rep.problems else "no header")
         if rep.trailer is None:
-            self._blobs[info.name] = data  # still growing: next time only the new tail is fetched
+            self._live[info.name] = live  # still growing: next time only the new tail is fetched and verified
         else:
-            self._blobs.pop(info.name, None)
+            self._live.pop(info.name, None)
         return Segment(info.name, info.size, rep, full=True)
 
-    def _blob(self, info: ObjectInfo) -> bytes:
-        old = self._blobs.get(info.name, b"")
-        if 0 < len(old) <= info.size:
-            tail = self.reader.read(info.name, len(old), info.size - len(old))
-            return old + tail
-        return self.reader.read(info.name, 0, info.size)
+    def _changed(self, info: ObjectInfo, what: str) -> None:
+        """Bytes the viewer verified (and may have shown) are gone from storage: a problem, not just a reload."""
+        log.warning("viewer: %s changed while being written (%s): verifying it again from its first byte",
+                    info.name, what)
+        p = P.Problem(P.MODIFIED, f"changed on storage while being followed: {what}", file=info.name)
+        if p not in self.runtime_problems:
+            self.runtime_problems.append(p)
 
     def _regroup(self) -> None:
         reports = [s.report for s in self._segs.values()]
@@ -194,10 +231,10 @@ class Archive:
         with self._lock:
             return self._segs.get(name)
 
-    def fileobj(self, seg: Segment) -> io.RawIOBase | io.BytesIO:
-        blob = self._blobs.get(seg.name)
-        if blob is not None and len(blob) >= seg.size:
-            return io.BytesIO(blob)
+    def fileobj(self, seg: Segment) -> BinaryIO:
+        live = self._live.get(seg.name)
+        if live is not None and live.data.size >= seg.size:
+            return live.data.file()  # a snapshot: the next poll extending the object does not disturb it
         return RangeFile(self.reader, seg.name, seg.size, readahead=1 << 20)
 
     def key(self, seg: Segment) -> bytearray:
@@ -226,7 +263,7 @@ class Archive:
             for k in self._keys.values():
                 wipe(k)
             self._keys.clear()
-            self._blobs.clear()
+            self._live.clear()
         self.reader.close()
 
 

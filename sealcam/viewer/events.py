@@ -5,13 +5,18 @@ chunks that can hold an event, a thumbnail or metadata: those without the KEY fl
 key frames carry it) and at most THUMB_MAX bytes. EVENT records are UTF-8 JSON as docs/ref/container-v1.md
 §3.4.1 says (`"t": "motion"`: a MotionEvent; `"t": "thumb"`: names the event_id and SHA-256 of the JPEG in the
 THUMBNAIL chunk that follows), read defensively: a record that does not parse is skipped, never fatal.
-Results are kept in memory per (segment, size); thumbnails are decrypted again when shown.
+Results are kept in memory: a closed segment's by its signed digest (scanned once per viewer run, whatever
+re-listing or re-verification happens), an open segment's with how far it was scanned, so each poll decrypts
+only the records a new checkpoint covers (and a closing segment goes on from there). Thumbnails are decrypted
+again when shown.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 
 from ..format.constants import PayloadKind, RecordFlag, RecordType
@@ -46,23 +51,46 @@ def split_thumbnail(payload: bytes) -> tuple[dict, bytes]:
     return meta, payload[i:]
 
 
+@dataclass(frozen=True, slots=True)
+class _Partial:
+    """What an open segment held in its first `upto` signed records (the last of which has `digest`)."""
+
+    found: Found
+    upto: int
+    digest: bytes | None
+
+
 class EventScanner:
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
-        self._cache: dict[tuple[str, int, int], Found] = {}
+        self._closed: dict[bytes, Found] = {}  # signed segment digest -> what it holds
+        self._open: dict[str, _Partial] = {}  # object name -> what its signed records so far hold
+        self._lock = threading.Lock()
+        self.decrypted = 0  # chunks decrypted to look for events (for tests and the bench)
 
     def scan(self, seg: Segment) -> Found:
-        key = (seg.name, seg.size, seg.report.verified_count)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        found = Found()
-        cands = [r for r in seg.playable() if not r.flags & RecordFlag.KEY and r.length <= THUMB_MAX]
-        if cands:
-            for plain in self.archive.decrypt(seg, cands):
-                self._one(seg, plain, found)
-        self._cache[key] = found
-        return found
+        rep = seg.report
+        with self._lock:
+            if rep.digest is not None and rep.digest in self._closed:
+                return self._closed[rep.digest]
+            recs = rep.records[: rep.verified_count]
+            part = self._open.get(seg.name)
+            if part is None or part.upto > len(recs) or (part.upto and recs[part.upto - 1].digest != part.digest):
+                part = _Partial(Found(), 0, None)  # new, or not the records scanned before: from the start
+            found = dataclasses.replace(part.found, events=list(part.found.events), thumbs=list(part.found.thumbs),
+                                        thumb_events=dict(part.found.thumb_events))
+            cands = [r for r in recs[part.upto :] if r.type is RecordType.CHUNK and not r.flags & RecordFlag.KEY
+                     and r.length <= THUMB_MAX]
+            if cands:
+                self.decrypted += len(cands)
+                for plain in self.archive.decrypt(seg, cands):
+                    self._one(seg, plain, found)
+            if rep.digest is not None:
+                self._closed[rep.digest] = found
+                self._open.pop(seg.name, None)
+            else:
+                self._open[seg.name] = _Partial(found, len(recs), recs[-1].digest if recs else None)
+            return found
 
     @staticmethod
     def _one(seg: Segment, plain, found: Found) -> None:  # noqa: ANN001 - format.decrypt.Plain

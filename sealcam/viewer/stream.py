@@ -121,7 +121,7 @@ class Stream:
             self.sleep(self.poll_s)
             segs = self._segments()
             prefix = segs[-1].name.rsplit("/", 1)[0] + "/" if segs and "/" in segs[-1].name else ""
-            self.archive.refresh(prefix)
+            self.archive.poll(prefix)
 
     def _plan(self) -> list[tuple[Segment, list[RecordInfo]]]:
         segs = self._segments()

@@ -127,6 +127,10 @@ class CameraSealer:
         self._pending_gaps.append(PendingGap(GapReason.RESTART, min(since, now), now,
                                              f"sealing service restarted; segment(s) {first}..{k} unfinished",
                                              first, k - first + 1))
+        if self.keeper.mode == "events":
+            # the crashed segment was recording (an event window): the RESTART gap declares it up to now, and
+            # only time after the restart may be declared NOT_RECORDING (never the lost segment's)
+            self._idle_since = now
         log.warning("crypto[%s]: restart after a crash: segment %s unfinished, next is %s", self.camera, k,
                     st.next_seq)
 

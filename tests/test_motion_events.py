@@ -12,7 +12,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 from sealcam.bus.contract import MotionEvent, Thumbnail  # noqa: E402
 from sealcam.motion.detector import MotionResult  # noqa: E402
-from sealcam.motion.events import EventMachine, EventParams, clean_label  # noqa: E402
+from sealcam.motion.events import KEEPALIVE_S, EventMachine, EventParams, clean_label  # noqa: E402
 from sealcam.motion.tamper import Transition  # noqa: E402
 from sealcam.motion.thumbs import encode_jpeg  # noqa: E402
 
@@ -112,6 +112,18 @@ def test_updates_when_labels_change_rate_limited() -> None:
     assert evs[0].kind == evs[2].kind == "object" and evs[0].label == "person" and evs[0].score == 500
     assert evs[1].label == "car" and evs[1].score == 900 and evs[1].at_us - evs[0].at_us >= 2 * US
     assert json.loads(evs[2].detail)["labels"] == {"car": 0.9, "person": 0.7}
+
+
+def test_a_steady_event_is_kept_alive_for_a_restarted_crypto() -> None:
+    """Nothing changes for 35 s: an update still goes out every KEEPALIVE_S (a crypto that restarted mid-event
+    learns of it from the next message), even with update_seconds longer than that."""
+    d = Driver(update_seconds=60.0, end_seconds=1.0)
+    d.frames(MOTION, 35.0)
+    d.frames(STILL, 1.2)
+    evs = [m for m in d.out if isinstance(m, MotionEvent)]
+    assert [e.phase for e in evs] == ["start", "update", "update", "update", "end"]
+    times = [e.at_us for e in evs[:4]]
+    assert all(round(b - a) == KEEPALIVE_S * US for a, b in zip(times, times[1:], strict=False))
 
 
 def test_thumbnail_is_the_best_frame() -> None:

@@ -4,7 +4,10 @@ Pure: every decision uses the frames' own times (`at_us`), never a clock, so a f
 service behave the same.
 
 - start: `min_frames` consecutive frames with motion spanning at least `min_seconds` (start_us: the first);
-- update: the best label or score changed, at most every `update_seconds`;
+- update: the best label or score changed, at most every `update_seconds`; and, whatever `update_seconds`
+  says, at least every KEEPALIVE_S
+  while motion goes on, so a crypto that restarted mid-event learns of it (and keeps recording in events
+  mode) within that time — its RAM pre-roll reaches back further than that;
 - end: no motion for `end_seconds` (end_us: the last frame with motion), or the event reached
   `max_event_seconds` (motion that goes on starts the next event at once);
 - one Thumbnail per event: its best frame (highest detection score, else largest moving area), sent when the
@@ -34,6 +37,9 @@ from .thumbs import encode_jpeg
 
 US = 1_000_000
 THUMB_SETTLE_S = 5.0
+#: Longest time between two messages of an event in progress (services/crypto/modes.py DETECTION_SLACK_US
+#: is the matching margin of crypto's pre-roll ring).
+KEEPALIVE_S = 10.0
 MAX_DETAIL_BOXES = 16
 _BAD_LABEL = re.compile(r"[^a-z0-9_ -]+")
 
@@ -232,7 +238,9 @@ class EventMachine:
 
     def _maybe_update(self, ev: _Event, at_us: int) -> list[Message]:
         now = ev.label_score()
-        if now == ev.sent or at_us - ev.last_update_us < self.p.update_seconds * US:
+        since = at_us - ev.last_update_us
+        changed = now != ev.sent and since >= self.p.update_seconds * US
+        if not changed and since < KEEPALIVE_S * US:
             return []
         ev.sent, ev.last_update_us = now, at_us
         return [self._message(ev, "update", at_us)]

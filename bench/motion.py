@@ -5,8 +5,10 @@
     .venv/bin/python bench/motion.py --quick    # 20 s, 100 frames
 
 Detector: ms per frame of `MotionDetector.process` (grey, blur, light compensation, shake-tolerant difference,
-blobs, background update) at 320x180 and 640x360 (analysis at that size), on frames of a generated clip with a
-moving object; baseline: a plain `absdiff + threshold` against the previous grey frame on the same frames.
+chroma difference at half size, blobs, background update) at 320x180 and 640x360 (analysis at that size), on
+frames of a generated clip with a moving object, and the same grey only (`chroma_threshold=0`: what the chroma
+term costs), and with a flat block over 60 % of each frame (a truck: the large-change path, structure check on
+every frame); baseline: a plain `absdiff + threshold` against the previous grey frame on the same frames.
 Decode: CPU seconds (user + sys of the ffmpeg child) per second of video for the service's ffmpeg command
 (H.264 640x360 at 15 fps in, 5 fps of 640x360 BGR out), baseline: ffmpeg decoding the same file to null
 (every frame, no scaling). Cameras per core at 5 fps = 1 / (decode CPU s per s + 5 x detector s per frame).
@@ -61,16 +63,28 @@ def frames_of(path: Path, size: tuple[int, int], n: int) -> list[np.ndarray]:
     return (frames * (n // max(1, len(frames)) + 1))[:n]
 
 
-def time_detector(frames: list[np.ndarray], repeat: int) -> float:
+def time_detector(frames: list[np.ndarray], repeat: int, chroma_threshold: int = 12) -> float:
     h, w = frames[0].shape[:2]
     best = float("inf")
     for _ in range(repeat):
-        det = MotionDetector(MotionParams(analysis_width=w), (w, h))
+        det = MotionDetector(MotionParams(analysis_width=w, chroma_threshold=chroma_threshold), (w, h))
         t = time.perf_counter()
         for f in frames:
             det.process(f)
         best = min(best, (time.perf_counter() - t) / len(frames))
     return best
+
+
+def with_truck(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """A flat grey block over 60 % of each frame, moving a little each frame (a truck right past the lens)."""
+    out = []
+    for i, f in enumerate(frames):
+        g = f.copy()
+        w = g.shape[1]
+        x = (i * w // 50) % (w // 2)
+        g[:, x: x + int(0.6 * w)] = 170
+        out.append(g)
+    return out
 
 
 def time_baseline(frames: list[np.ndarray], repeat: int) -> float:
@@ -122,8 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         for size in ((320, 180), (640, 360)):
             frames = frames_of(clip, size, n)
             d, b = time_detector(frames, a.repeat), time_baseline(frames, a.repeat)
+            g = time_detector(frames, a.repeat, chroma_threshold=0)
             per_frame[size] = d
             print(f"{f'{size[0]}x{size[1]}':<22}{d * 1e3:>10.3f}{b * 1e3:>13.3f}{d / b:>8.2f}")
+            print(f"{f'{size[0]}x{size[1]} grey only':<22}{g * 1e3:>10.3f}{b * 1e3:>13.3f}{g / b:>8.2f}"
+                  f"   (chroma term: x{d / g:.2f})")
+            t = time_detector(with_truck(frames), a.repeat)
+            print(f"{f'{size[0]}x{size[1]} truck':<22}{t * 1e3:>10.3f}{b * 1e3:>13.3f}{t / b:>8.2f}"
+                  "   (an object over 60 % of every frame)")
         dec, base = time_decode(clip, seconds, a.repeat)
         print(f"{'decode (CPU s / s)':<22}{dec:>10.4f}{base:>13.4f}{dec / base:>8.2f}   "
               "(service command vs ffmpeg -f null)")

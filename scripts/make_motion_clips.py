@@ -6,8 +6,10 @@
 Each clip is OUTDIR/NAME.mp4 (H.264, a key frame every second, fragmented MP4 like the recorder's) with
 OUTDIR/NAME.json: {"name", "kind": motion|none|tamper, "seconds", "fps", "size", "events": [[start, end]...],
 "tamper": [[start, end, label]...]} (seconds from the clip's start; an object's event is from when it enters the
-frame until it has left it). Scenes: a textured background with sensor noise; objects of several sizes and
-speeds; lighting ramps and a sudden light change; camera shake; a static scene; a covered lens; a moved camera.
+frame until it has left it, pauses included). Scenes: a textured background with sensor noise; objects of several
+sizes and speeds; objects filling most of the frame (a person right past the lens, a truck); objects that differ
+from the background in colour only; lighting ramps, a sudden light change and a day/night (IR) switch; camera
+shake; a static scene; a covered lens; a moved camera; a person standing right in front of the lens (not a move).
 The tests (tests/test_motion_eval.py) and bench/motion.py import this file.
 """
 
@@ -34,6 +36,20 @@ class Obj:
     color: tuple[int, int, int] = (30, 30, 110)  # BGR; dark red clothes (motion is found in grey levels)
     aspect: float = 0.45  # width / height (a person); > 1: a car
     leftward: bool = False
+    head: bool = True  # a darker band on top (a head, a cab), so it is not one flat block
+    pause: float = 0.0  # seconds it stands still with its centre at the frame's centre
+    sway_px: float = 0.0  # while paused it sways by this much (at 320 px width): nobody stands perfectly still
+
+    def travel(self, t: float, w: int, ow: int) -> float:
+        """Pixels its leading edge has travelled from the frame's edge at time t."""
+        run = (t - self.t0) * self.speed * w
+        centre = (w + ow) / 2
+        if self.pause <= 0 or run <= centre:
+            return run
+        still = run - centre  # how far it would be past the centre without the pause
+        if still <= self.pause * self.speed * w:
+            return centre + self.sway_px * w / 320 * np.sin(2 * np.pi * (t - self.t0) / 1.7)
+        return run - self.pause * self.speed * w
 
 
 @dataclass
@@ -48,6 +64,7 @@ class Scene:
     noise: float = 3.0
     covered: tuple[float, float] | None = None
     moved_at: float | None = None
+    ir_at: float | None = None  # day -> night (IR) switch: grey, washed-out contrast, vignette, more noise
     tamper_label: str = ""
     seed: int = 1
 
@@ -55,7 +72,7 @@ class Scene:
         out = []
         for o in self.objects:
             w = o.size * o.aspect * 9 / 16  # object width as a fraction of the frame width (16:9)
-            out.append([round(o.t0, 3), round(o.t0 + (1 + w) / o.speed, 3)])
+            out.append([round(o.t0, 3), round(o.t0 + (1 + w) / o.speed + o.pause, 3)])
         return out
 
 
@@ -83,6 +100,17 @@ def scenes() -> list[Scene]:
         Scene("shake", "none", 16, shake_px=1.0, seed=11),
         Scene("covered", "tamper", 18, covered=(5, 13), tamper_label="covered", seed=12),
         Scene("moved", "tamper", 24, moved_at=6, tamper_label="moved", seed=13),
+        # A person walking right past the lens, then a truck: each fills more than lighting_fraction (35 %).
+        Scene("close_pass", "motion", 22, [Obj(1, 0.3, 1.6, 0.6, (40, 50, 60), 0.5),
+                                           Obj(14, 0.5, 0.85, 0.55, (170, 175, 180), 3.0, True)], seed=14),
+        # Same grey level as the road under them, another colour: a green car, a violet cyclist.
+        Scene("colour_only", "motion", 22, [Obj(1, 0.3, 0.2, 0.87, (60, 120, 40), 2.0, head=False),
+                                            Obj(12, 0.25, 0.22, 0.86, (120, 70, 140), 0.8, True, head=False)],
+              seed=15),
+        Scene("ir_switch", "none", 16, ir_at=6, seed=16),
+        # Someone steps in front of the lens, stands (swaying) for 7 s, leaves: motion, not a moved camera.
+        Scene("person_at_lens", "motion", 20, [Obj(2, 0.3, 1.5, 0.6, (60, 70, 90), 0.7, pause=7, sway_px=3)],
+              seed=17),
     ]
 
 
@@ -118,7 +146,7 @@ def frames(scene: Scene, w: int, h: int, fps: int) -> Iterator[np.ndarray]:
         for o in scene.objects:
             oh = int(o.size * h)
             ow = max(2, int(oh * o.aspect))
-            travel = (t - o.t0) * o.speed * w
+            travel = o.travel(t, w, ow)
             if travel < 0 or travel > w + ow:
                 continue
             x = int(travel - ow) if not o.leftward else int(w - travel)
@@ -126,17 +154,35 @@ def frames(scene: Scene, w: int, h: int, fps: int) -> Iterator[np.ndarray]:
             x0, x1, y0, y1 = max(0, x), min(w, x + ow), max(0, y), min(h, y + oh)
             if x1 > x0 and y1 > y0:
                 img[y0:y1, x0:x1] = np.array(o.color, np.float32)
+                if not o.head:
+                    continue
                 # a head / some structure, so it is not a flat block
                 hy = max(0, y - oh // 6)
                 img[hy: y0 + 1, max(0, x + ow // 4): max(0, min(w, x + 3 * ow // 4))] = np.array(o.color) * 0.7
         img = img * scene.gain(t) + scene.offset(t)
+        noise = scene.noise
+        if scene.ir_at is not None and t >= scene.ir_at:
+            img, noise = infrared(img), max(noise, 7.0)
         if scene.shake_px:
             dx, dy = rng.uniform(-scene.shake_px, scene.shake_px, 2) * w / 320
             img = cv2.warpAffine(img, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderMode=cv2.BORDER_REFLECT)
         if scene.covered and scene.covered[0] <= t < scene.covered[1]:
             img = np.full_like(img, 10.0)
-        img += rng.normal(0, scene.noise, img.shape).astype(np.float32)
+        img += rng.normal(0, noise, img.shape).astype(np.float32)
         yield np.clip(img, 0, 255).astype(np.uint8)
+
+
+def infrared(img: np.ndarray) -> np.ndarray:
+    """A camera's night (IR) mode: no colour, foliage bright (it reflects near infrared), washed-out contrast,
+    the illuminator's hot spot in the centre and dark corners."""
+    h, w = img.shape[:2]
+    grey = cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY).astype(np.float32)
+    b, g, r = cv2.split(img)
+    grey *= np.where((g > b + 10) & (g > r + 10), 1.6, 1.0).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
+    out = (0.6 * grey + 0.4 * float(grey.mean()) + 20) * (1.3 - 0.3 * r2)
+    return np.repeat(out[:, :, None], 3, axis=2)
 
 
 def encode(path: Path, it: Iterator[np.ndarray], w: int, h: int, fps: int) -> None:

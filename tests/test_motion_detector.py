@@ -10,7 +10,7 @@ from pydantic import ValidationError  # noqa: E402
 
 from sealcam.config.motion import MotionSettings, Polygon  # noqa: E402
 from sealcam.motion.detector import MotionDetector, MotionParams, Region  # noqa: E402
-from sealcam.motion.tamper import TamperMonitor, TamperParams, classify, correlation  # noqa: E402
+from sealcam.motion.tamper import TamperMonitor, TamperParams, classify, correlation, matched_tiles  # noqa: E402
 
 W, H = 320, 180
 US = 1_000_000
@@ -97,6 +97,82 @@ def test_large_uneven_change_is_suppressed_and_relearnt() -> None:
     assert not det.process(np.clip(g, 0, 255).astype(np.uint8)).motion
 
 
+def test_an_object_filling_half_the_frame_is_motion_not_lighting() -> None:
+    """More than lighting_fraction changed, but the scene's texture is gone there: an object (a truck)."""
+    fr = Frames()
+    det = MotionDetector(MotionParams(lighting_fraction=0.35), (W, H))
+    warm(det, fr)
+    for value in (20.0, 230.0):  # a dark and a light object, each covering 60 % of the frame
+        r = det.process(fr.make((0, 0, 192, H), value=value))
+        assert r.motion and not r.lighting, r
+        assert r.structure_kept is not None and r.structure_kept < 0.3
+        assert r.area > 0.5 and r.boxes[0][2] == pytest.approx(0.6, abs=0.05)
+    # it passes: the background under it was not learnt (no ghost), the view is quiet again
+    assert not det.process(fr.make()).motion
+
+
+def test_uneven_relighting_keeps_structure_and_is_not_motion() -> None:
+    """Day/night switch: the illuminator lights the left of the view (gain 1.6) more than the right (0.6), less
+    contrast, more noise: most of the frame changed, but its texture is in place."""
+    fr = Frames()
+    det = MotionDetector(MotionParams(), (W, H))
+    warm(det, fr)
+    spot = np.interp(np.arange(W), [0, W * 0.4, W * 0.6, W], [1.6, 1.6, 0.6, 0.6]).astype(np.float32)[None, :]
+    rng = np.random.default_rng(3)
+    lit = np.clip((fr.base * 0.7 + 30) * spot + rng.normal(0, 6, (H, W)), 0, 255).astype(np.uint8)
+    r = det.process(cv2.cvtColor(lit, cv2.COLOR_GRAY2BGR))
+    assert r.lighting and not r.motion and r.changed > 0.35 and r.structure_kept > 0.7, r
+
+
+def colour_scene(seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(60, 190, (H // 12, W // 12, 3)).astype(np.float32)
+    return cv2.resize(small, (W, H), interpolation=cv2.INTER_CUBIC)
+
+
+def same_grey(bgr: np.ndarray, other: tuple[float, float, float]) -> np.ndarray:
+    """`other` colour (BGR) scaled to the grey level of each pixel of `bgr`."""
+    grey = cv2.cvtColor(np.clip(bgr, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY).astype(np.float32)
+    c = np.array(other, np.float32)
+    return grey[:, :, None] * c / float(c @ np.array([0.114, 0.587, 0.299], np.float32))
+
+
+def test_an_object_of_another_colour_but_the_same_grey_is_motion() -> None:
+    base = colour_scene()
+    rng = np.random.default_rng(4)
+
+    def frame(box: bool) -> np.ndarray:
+        f = base.copy()
+        if box:
+            f[60:120, 100:150] = same_grey(base[60:120, 100:150], (60, 150, 40))  # green, same grey level
+        return np.clip(f + rng.normal(0, 3, f.shape), 0, 255).astype(np.uint8)
+
+    for threshold, seen in ((12, True), (0, False)):  # chroma_threshold 0: grey only, not seen
+        det = MotionDetector(MotionParams(chroma_threshold=threshold), (W, H))
+        for _ in range(10):
+            assert not det.process(frame(False)).motion
+        r = det.process(frame(True))
+        assert r.motion is seen, (threshold, r)
+        if seen:
+            x0, y0, x1, y1 = r.boxes[0]
+            assert abs(x0 * W - 100) < 10 and abs(x1 * W - 150) < 10 and abs(y0 * H - 60) < 10
+
+
+def test_colour_lost_or_dimmed_everywhere_is_not_motion() -> None:
+    """Desaturation (a camera's night mode) and dimming scale the chroma alike: no motion."""
+    base = colour_scene()
+    rng = np.random.default_rng(5)
+    det = MotionDetector(MotionParams(), (W, H))
+    for _ in range(10):
+        assert not det.process(np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)).motion
+    grey = cv2.cvtColor(cv2.cvtColor(base.astype(np.uint8), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    assert not det.process(grey).motion
+    det = MotionDetector(MotionParams(), (W, H))
+    for _ in range(10):
+        det.process(base.astype(np.uint8))
+    assert not det.process(np.clip(base * 0.6, 0, 255).astype(np.uint8)).motion
+
+
 def test_small_camera_shake_is_not_motion() -> None:
     fr = Frames()
     det = MotionDetector(MotionParams(), (W, H))
@@ -175,7 +251,7 @@ def test_short_cover_is_not_reported() -> None:
 
 
 def test_moved_camera_is_reported_lighting_is_not() -> None:
-    p = TamperParams(seconds=2.0, reference_seconds=2.0)
+    p = TamperParams(seconds=2.0, reference_seconds=2.0, moved_seconds=2.0)
     view = scene(1).astype(np.float32)
     other = scene(2).astype(np.float32)
     mon = TamperMonitor(p)
@@ -185,6 +261,31 @@ def test_moved_camera_is_reported_lighting_is_not() -> None:
     tr = run_monitor(mon, [view.astype(np.uint8)] * 15 + [other.astype(np.uint8)] * 40)
     assert [(t.label, t.phase) for t in tr] == [("moved", "start"), ("moved", "end")]
     assert tr[0].since_us >= 3 * US and tr[1].at_us > tr[0].at_us  # the new view became the reference
+
+
+def test_moved_must_persist_moved_seconds() -> None:
+    p = TamperParams(seconds=1.0, reference_seconds=2.0, moved_seconds=8.0)
+    view, other = scene(1).astype(np.uint8), scene(2).astype(np.uint8)
+    assert run_monitor(TamperMonitor(p), [view] * 15 + [other] * 35 + [view] * 20) == []  # 7 s: not yet
+    tr = run_monitor(TamperMonitor(p), [view] * 15 + [other] * 50)
+    assert [(t.label, t.phase) for t in tr] == [("moved", "start")]
+    assert tr[0].at_us - tr[0].since_us >= 8 * US
+
+
+def test_something_right_in_front_of_the_lens_is_not_moved() -> None:
+    """A person standing at the lens hides 60 % of the view for 20 s: the correlation with the reference drops
+    and the view is steady, but the rest of the reference's texture is in place."""
+    p = TamperParams(seconds=1.0, reference_seconds=30.0, moved_seconds=2.0)
+    view = scene(1).astype(np.uint8)
+    person = view.copy()
+    person[:, 40:232] = 70
+    mon = TamperMonitor(p)
+    assert run_monitor(mon, [view] * 15 + [person] * 100) == []
+    assert mon.last_corr is not None and mon.last_corr < p.moved_correlation  # only the tile check kept it quiet
+    assert run_monitor(mon, [view] * 10, t0=23) == []
+    small = mon._small(person)
+    assert matched_tiles(small, mon.ref) > 0.3
+    assert matched_tiles(mon._small(scene(2).astype(np.uint8)), mon.ref) < 0.1
 
 
 def test_busy_scene_is_not_moved() -> None:

@@ -66,12 +66,17 @@ class Tamper(_Model):
                               "a near-uniform frame.")
     uniform_std: float = Field(default=10.0, ge=0, le=64, description="Near-uniform: standard deviation of "
                                "brightness (0..255) below this.")
-    moved_correlation: float = Field(default=0.5, ge=0, le=1, description="moved: edge correlation with the "
-                                     "reference view below this (a lighting change keeps edges, a move does not).")
+    moved_correlation: float = Field(default=0.5, ge=0, le=1, description="moved: correlation with the reference "
+                                     "view below this (a lighting change keeps it, a move does not); moved also "
+                                     "needs most of the reference's fine texture gone (an object in front of the "
+                                     "lens leaves the rest of the view in place).")
     seconds: float = Field(default=3.0, ge=0.2, le=600, description="A tamper condition must hold this long "
                            "before it is reported.")
     reference_seconds: float = Field(default=10.0, ge=1, le=3600, description="The reference view is the scene "
                                      "after it has been steady (not tampered) this long.")
+    moved_seconds: float = Field(default=10.0, ge=0.2, le=3600, description="moved: the new view must hold (steady, "
+                                 "with hardly any of the reference's texture in place) this long before it is "
+                                 "reported; a person standing right in front of the lens leaves sooner.")
 
 
 class MotionSettings(_Model):
@@ -92,8 +97,13 @@ class MotionSettings(_Model):
     learning_rate: float = Field(default=0.05, gt=0, le=1, description="How fast the background follows the "
                                  "scene (per analysed frame; 0.05 at 5 fps: about 4 s).")
     lighting_fraction: float = Field(default=0.35, ge=0.05, le=1, description="When more than this fraction of "
-                                     "the frame changes at once it is a lighting change: the background is "
-                                     "re-learnt and no motion is reported.")
+                                     "the frame changes at once and the scene's structure (local texture) is "
+                                     "mostly kept, it is a lighting change: the background is re-learnt and no "
+                                     "motion is reported. A change that replaces the structure (a person right "
+                                     "past the lens, a truck) is motion.")
+    chroma_threshold: int = Field(default=12, ge=0, le=255, description="Colour difference (Cr/Cb, 0..255) from "
+                                  "the background that counts as changed, so objects of the background's grey "
+                                  "level but another colour are seen. 0: grey levels only.")
     min_frames: int = Field(default=2, ge=1, le=100, description="Frames with motion needed to start an event.")
     min_seconds: float = Field(default=0.3, ge=0, le=60, description="Motion must last this long to start an "
                                "event.")

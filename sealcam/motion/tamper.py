@@ -5,11 +5,16 @@ Per frame, a condition:
 - covered: dark and near-uniform (mean < dark_level, std < uniform_std): a hand, tape, a bag over the camera;
 - blinded: bright and near-uniform, or mostly saturated: a torch or laser into the lens;
 - moved: the view no longer matches the reference view (normalised correlation of small edge-preserving
-  thumbnails < moved_correlation) and the new view is itself steady. Correlation of mean-subtracted grey
-  values ignores a global gain/offset, so a lighting ramp keeps it high; a passing object changes the view
-  only while it moves, so it is not steady.
+  thumbnails < moved_correlation), hardly any of the reference's texture is still in place, and the new view is
+  itself steady. Correlation of mean-subtracted grey values ignores a global gain/offset, so a lighting ramp
+  keeps it high; a passing object changes the view only while it moves, so it is not steady. "Still in place":
+  per tile (8x6 tiles of the thumbnail), normalised correlation of its fine texture (the thumbnail minus its
+  blur) with the reference's; when at least MATCHED_TILES of the reference's textured tiles still match, the
+  camera looks where it did and something stands in front of it (a person right at the lens, a parked truck)
+  or the light changed region by region (a day/night switch that brightens foliage): not moved.
 
-A condition must hold `seconds` to be reported (`TamperMonitor.update` returns the transitions). The reference
+A condition must hold `seconds` (moved: `moved_seconds`, a new view must persist) to be reported
+(`TamperMonitor.update` returns the transitions). The reference
 is the view after it has been steady and untampered for `reference_seconds`; after a reported move the new view
 becomes the reference once it has held that long, which ends the event. A lost feed is reported by the
 recorder (FeedEvent), not here.
@@ -26,6 +31,10 @@ SMALL = (64, 36)
 SATURATED = 250
 SATURATED_FRACTION = 0.8
 STEADY_CORRELATION = 0.9
+TILES = (8, 6)  # tiles of the thumbnail compared one by one
+TILE_TEXTURE_VAR = 1.0  # fine-texture variance (grey levels² at thumbnail size) for a tile to count
+TILE_MATCH = 0.6  # a tile whose fine texture correlates this much with the reference's is still in place
+MATCHED_TILES = 0.15  # this share of the reference's textured tiles in place: not moved
 CLEAR_SECONDS = 1.0
 US = 1_000_000
 
@@ -38,10 +47,13 @@ class TamperParams:
     moved_correlation: float = 0.5
     seconds: float = 3.0
     reference_seconds: float = 10.0
+    moved_seconds: float = 10.0
 
     @classmethod
     def from_settings(cls, t) -> TamperParams:  # noqa: ANN001 - sealcam.config.motion.Tamper
-        return cls(t.dark_level, t.bright_level, t.uniform_std, t.moved_correlation, t.seconds, t.reference_seconds)
+        return cls(dark_level=t.dark_level, bright_level=t.bright_level, uniform_std=t.uniform_std,
+                   moved_correlation=t.moved_correlation, seconds=t.seconds, reference_seconds=t.reference_seconds,
+                   moved_seconds=t.moved_seconds)
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -51,6 +63,27 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float | None:
     if den < 1e-3 * a.size:
         return None
     return float((am * bm).sum() / den)
+
+
+def fine_texture(small: np.ndarray) -> np.ndarray:
+    """The thumbnail minus its blur: edges and texture, without gradients and region-wide brightness."""
+    return small - cv2.GaussianBlur(small, (0, 0), 2.0)
+
+
+def matched_tiles(small: np.ndarray, ref: np.ndarray) -> float | None:
+    """Share of the reference's textured tiles whose fine texture is still in place in `small` (normalised
+    correlation >= TILE_MATCH); None when the reference has no textured tile."""
+    a, b = fine_texture(small), fine_texture(ref)
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        return cv2.resize(x, TILES, interpolation=cv2.INTER_AREA)
+
+    ma, mb = mean(a), mean(b)
+    va, vb = mean(a * a) - ma * ma, mean(b * b) - mb * mb
+    ncc = (mean(a * b) - ma * mb) / np.sqrt(np.maximum(va, TILE_TEXTURE_VAR) * np.maximum(vb, TILE_TEXTURE_VAR))
+    textured = vb > TILE_TEXTURE_VAR
+    n = int(np.count_nonzero(textured))
+    return None if n == 0 else int(np.count_nonzero(textured & (ncc >= TILE_MATCH))) / n
 
 
 def classify(gray: np.ndarray, p: TamperParams) -> str | None:
@@ -85,6 +118,7 @@ class TamperMonitor:
         self.active_last = 0  # last frame that showed the active condition
         self.moved_view: np.ndarray | None = None
         self.last_corr: float | None = None
+        self.last_matched: float | None = None  # share of the reference's tiles in place (when corr was low)
 
     def _small(self, gray: np.ndarray) -> np.ndarray:
         return cv2.resize(gray, SMALL, interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -97,6 +131,11 @@ class TamperMonitor:
         corr = correlation(small, self.ref)
         self.last_corr = corr
         if corr is None or corr >= self.p.moved_correlation:
+            self.moved_view = None
+            return None, small
+        # Much of the reference's texture still in place: something in front of the lens, or relit; not moved.
+        self.last_matched = matched_tiles(small, self.ref)
+        if self.last_matched is not None and self.last_matched >= MATCHED_TILES:
             self.moved_view = None
             return None, small
         # Low correlation with the reference: "moved" only while the new view is steady.
@@ -120,7 +159,8 @@ class TamperMonitor:
             elif at_us - self.active_last >= CLEAR_SECONDS * US:
                 out.append(Transition(self.active, "end", at_us, self.active_last))
                 self.active = None
-        if label is not None and label != self.active and at_us - self.cond_since >= self.p.seconds * US:
+        hold = self.p.moved_seconds if label == "moved" else self.p.seconds
+        if label is not None and label != self.active and at_us - self.cond_since >= hold * US:
             if self.active is not None:
                 out.append(Transition(self.active, "end", at_us, self.active_last))
             self.active, self.active_last = label, at_us

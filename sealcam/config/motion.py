@@ -3,7 +3,7 @@
 A camera's effective settings are the top-level block with the keys the camera's block sets replacing it, one
 key at a time (`effective_motion`); a nested block given on the camera (`tamper`) replaces the top-level one
 whole. Zones and masks are polygons, as fractions of the frame (0..1) or as pixels of a reference image size.
-The `objects` key (object detection) is defined by the object-detection module's model when it lands.
+Object detection has its own models (`objects:` at the top level and per camera): sealcam/config/objects.py.
 """
 
 from __future__ import annotations

@@ -215,7 +215,7 @@ def test_kill_9_crypto_mid_event_in_events_mode(tmp_path: Path, monkeypatch: pyt
     assert restarts[0]["lost_count"] == 1 and lost in seqs and lost >= 1, restarts
 
     # the footage sealed before the crash decrypts, from the unfinished segment alone. The owner's plain decrypt
-    # of the remote skips it (unfinished, explained by the signed gap); forced, it gives what it holds, and the
+    # of the remote gives its checkpoint-signed prefix (declared by the signed RESTART gap); forced, all it holds; the
     # only problems let through are its missing end and the tail after its last signed checkpoint.
     cut = next(Path(f["path"]) for f in rep["files"] if f["seq"] == lost)
     dec = _run("decrypt", "--force", "--identity", str(keys / "owner.identity"), "--signer", str(keys / "hub.key"),
@@ -226,14 +226,20 @@ def test_kill_9_crypto_mid_event_in_events_mode(tmp_path: Path, monkeypatch: pyt
     before = _media(tmp_path / "cut.mp4")
     assert len(before) >= 2, f"{len(before)} fragments sealed before the crash"
 
-    # everything else: no fragment twice (neither inside the chain nor between it and the cut segment)
+    # everything, unforced: the cut segment gives only its checkpoint-signed prefix (declared by the RESTART gap);
+    # no fragment twice (neither inside the chain nor between it and the cut segment's unsigned tail)
     dec = _run("decrypt", "--identity", str(keys / "owner.identity"), "--signer", str(keys / "hub.key"),
                "-o", str(tmp_path / "all.mp4"), str(remote))
     assert dec.returncode == 0, dec.stderr[-2000:]
+    note = f"{cut} (segment {lost}): unfinished segment, declared by the signed restart gap"
+    assert f"recovered {note}" in dec.stderr or f"skipped {note}" in dec.stderr, dec.stderr[-2000:]  # no checkpoint yet
     frags = _media(tmp_path / "all.mp4")
     times = [f.decode_time for f in frags]
     assert times == sorted(set(times)), "a fragment sealed twice (or out of order)"
-    everything = [f.decode_time for f in before] + times
+    before_times = [f.decode_time for f in before]
+    recovered = [t for t in times if t in set(before_times)]
+    assert recovered == before_times[: len(recovered)], "only a prefix of the cut segment, in order"
+    everything = before_times + [t for t in times if t not in set(recovered)]
     assert len(set(everything)) == len(everything), "a fragment of the cut segment sealed again after the restart"
 
     # recording went on after the restart: the event never ended, so the footage after the kill is sealed (not

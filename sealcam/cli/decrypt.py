@@ -2,7 +2,8 @@
 
 Verification comes first: each closed segment is checked from its signed tail (light_report), anything else
 fully (verify_segment), then the chains between segments. Every record's digest is checked against the
-signed index as it is read, so a record altered after the check still stops decryption.
+signed index as it is read, so a record altered after the check still stops decryption. An unfinished segment
+declared by a signed RESTART gap gives the chunks its last checkpoint signs (chain.restart_prefix), no more.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from ..format.aead import wipe
-from ..format.chain import check_chains
+from ..format.chain import SetReport, check_chains, restart_prefix
 from ..format.constants import STREAM_KINDS, PayloadKind
 from ..format.decrypt import (
     DecryptStats,
@@ -34,6 +35,7 @@ from . import exitcodes
 from .common import (
     CliError,
     collect_segments,
+    fmt_range,
     human_bytes,
     key_error,
     keys_path_for,
@@ -152,10 +154,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one linear pipeline, k
     segs = sorted((r for r in reports if r.header is not None),
                   key=lambda r: (r.header.camera_handle, r.header.seq, r.header.created_us, r.path))
     segs = segments_in_range(segs, since, until)
-    if not args.force:  # damage a signed gap explains (an unfinished segment): nothing in it is verified
-        for r in (r for r in segs if r.problems):
-            print(f"skipped {r.path}: unfinished segment, explained by a signed gap record", file=sys.stderr)
-        segs = [r for r in segs if not r.problems]
+    upto: dict[int, int] = {}  # id(report) -> chained records usable: an unfinished segment's signed prefix
+    if not args.force:  # damage a signed gap explains (an unfinished segment)
+        segs = [r for r in segs if not r.problems or _recover(r, setrep, upto)]
     if len({r.header.camera_handle for r in segs}) > 1 and (args.output or not args.extract):
         warn("these segments come from more than one camera: the output stream concatenates them")
     extract = Path(args.extract) if args.extract else None
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one linear pipeline, k
         except OSError as exc:
             raise CliError(f"cannot create the extract directory: {exc.strerror}", exitcodes.IO, where=str(extract)
                            ) from None
-    plans = [(r, select(r, since, until)) for r in segs]
+    plans = [(r, select(r, since, until, upto=upto.get(id(r)))) for r in segs]
     total = sum(x.length for _, recs in plans for x in recs)
     if args.events == "-" and args.output == "-":
         raise CliError("--events - and -o - both want stdout", exitcodes.USAGE, hint="send one of them to a file")
@@ -208,6 +209,27 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one linear pipeline, k
         print(f"sealcam: --force let {len(let_through)} problem(s) through (listed above)", file=sys.stderr)
         return exitcodes.PROBLEMS
     return exitcodes.OK
+
+
+def _recover(rep: SegmentReport, setrep: SetReport, upto: dict[int, int]) -> bool:
+    """An unfinished segment a signed gap explains: keep its checkpoint-signed prefix when a RESTART gap of a
+    later segment declares it (noting how much), else skip it with a note. True: decrypt it (up to upto)."""
+    prefix = restart_prefix(rep, setrep)
+    if prefix is None:
+        print(f"skipped {rep.path}: unfinished segment, explained by a signed gap record", file=sys.stderr)
+        return False
+    seg = f"{rep.path} (segment {rep.header.seq})"
+    left = prefix.total_chunks - len(prefix.chunks)
+    if not prefix.chunks:
+        print(f"skipped {seg}: unfinished segment, declared by the signed restart gap in {prefix.declared_in}; "
+              f"no checkpoint signs any of its {left} chunk(s)", file=sys.stderr)
+        return False
+    span = fmt_range(prefix.chunks[0].time_us, prefix.chunks[-1].time_us)
+    print(f"recovered {seg}: unfinished segment, declared by the signed restart gap in {prefix.declared_in}; "
+          f"decrypting its first {len(prefix.chunks)} chunk(s), {span}, signed by its last checkpoint; "
+          f"{left} unsigned chunk(s) after it left out", file=sys.stderr)
+    upto[id(rep)] = rep.verified_count
+    return True
 
 
 def _open_events(spec: str | None):  # noqa: ANN202 - text file | None

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import problems as P
-from .constants import HASH_LEN
+from .constants import HASH_LEN, GapReason, RecordType
 from .records import Gap
-from .verify import SegmentReport
+from .verify import RecordInfo, SegmentReport
 
 #: Problems of an unfinished segment that a later signed gap record explains (an honest gap).
 _EXPLAINABLE = {P.MISSING_FINAL, P.MISSING_TRAILER, P.UNVERIFIED, P.TRUNCATED}
@@ -55,6 +55,40 @@ def check_chains(reports: Iterable[SegmentReport]) -> SetReport:
                 continue
             out.problems.append(p)
     return out
+
+
+@dataclass(slots=True)
+class RestartPrefix:
+    """The part of an unfinished segment that its last valid CHECKPOINT signs, recoverable after a restart."""
+
+    chunks: list[RecordInfo]  # CHUNK records covered by the checkpoint, in order (may be empty)
+    total_chunks: int  # CHUNK records found in the file
+    declared_in: str  # the later segment whose signed RESTART gap declares this one unfinished
+
+
+def restart_prefix(seg: SegmentReport, setrep: SetReport) -> RestartPrefix | None:
+    """The checkpoint-signed prefix of `seg` when it may be decrypted without forcing, else None.
+
+    All of: `seg` has no trailer and no problem but those of a writer that stopped mid-segment (missing
+    final chunk or trailer, a cut last record, records after the last checkpoint); a signed RESTART gap in a
+    later segment of the same camera and signer declares its seq lost; that later segment has no problem in
+    `setrep` (it verifies, or its own damage is itself an honest gap)."""
+    h = seg.header
+    if h is None or seg.trailer is not None or not seg.problems or any(p.kind not in _EXPLAINABLE
+                                                                        for p in seg.problems):
+        return None
+    failing = {p.file for p in setrep.problems}
+    declared_in = next((r.path for r in setrep.segments
+                        if r.header is not None and r is not seg and r.path not in failing
+                        and r.header.camera_handle == h.camera_handle and r.header.signer == h.signer
+                        and r.header.seq > h.seq
+                        and any(g.reason is GapReason.RESTART and g.lost_first_seq <= h.seq < g.lost_first_seq
+                                + g.lost_count for g in r.gaps)), None)
+    if declared_in is None:
+        return None
+    chunks = [r for r in seg.records if r.type is RecordType.CHUNK]
+    covered = [r for r in seg.records[: seg.verified_count] if r.type is RecordType.CHUNK]
+    return RestartPrefix(covered, len(chunks), declared_in)
 
 
 def _check_camera(segs: list[SegmentReport], explained: set[tuple[bytes, int]]) -> list[P.Problem]:

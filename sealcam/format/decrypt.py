@@ -143,10 +143,12 @@ def unwrap_key(rep: SegmentReport, identities: Sequence) -> bytearray:
     raise NoMatchingIdentity(f"{rep.path}: none of your identities is a recipient (recipient key ids: {ids})")
 
 
-def select(rep: SegmentReport, since_us: int | None, until_us: int | None) -> list[RecordInfo]:
+def select(rep: SegmentReport, since_us: int | None, until_us: int | None, *,
+           upto: int | None = None) -> list[RecordInfo]:
     """Chunks to decrypt for a time range: from the last key chunk at or before `since`; chunk 0 always
-    (it carries the fMP4 init segment when there is one)."""
-    chunks = [r for r in rep.records if r.type is RecordType.CHUNK]
+    (it carries the fMP4 init segment when there is one). `upto`: only the first `upto` chained records
+    (an unfinished segment's checkpoint-signed prefix, `rep.verified_count`)."""
+    chunks = [r for r in rep.records[:upto] if r.type is RecordType.CHUNK]
     if since_us is None and until_us is None:
         return chunks
     start = 0
@@ -235,8 +237,9 @@ def _iter_plain(
                 stats.let_through.append(P.Problem(exc.kind, "skipped: " + exc.message, rep.path, r.offset, r.index))
                 continue
             j = chained_pos.get(r.offset, r.index)
-            if signed and hashlib.sha256(raw.data).digest() != r.digest:
-                prob = P.Problem(P.MODIFIED, "record differs from the signed index", rep.path, r.offset, j)
+            if (signed or j < covered) and hashlib.sha256(raw.data).digest() != r.digest:
+                what = "the signed index" if signed else "what the checkpoint signed"
+                prob = P.Problem(P.MODIFIED, f"record differs from {what}", rep.path, r.offset, j)
                 if not force:
                     raise VerificationFailed([prob])
                 stats.let_through.append(prob)

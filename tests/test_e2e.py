@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 from rtsp_server import available, rtsp_camera
-
-SEALCAM = [sys.executable, "-m", "sealcam.cli.main"]
-
-
-def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*SEALCAM, *args], capture_output=True, text=True, timeout=timeout)
+from upctl import run_cli
 
 
 def test_rtsp_camera_to_verified_decryptable_remote(tmp_path: Path) -> None:
     assert available() is None, available()
     data = tmp_path / "data"
     # First run with no config makes the keys and a default config; then point it at the RTSP camera.
-    first = _run("up", "--data-dir", str(data), "--for", "1s")
+    first = run_cli("up", "--data-dir", str(data), "--for", "1s")
     assert first.returncode == 0, first.stdout + first.stderr
     # The recording run gets a data dir of its own (its own spool and remote), reusing the first run's keys.
     run_dir = tmp_path / "run"
@@ -35,12 +29,12 @@ def test_rtsp_camera_to_verified_decryptable_remote(tmp_path: Path) -> None:
         cfg["cameras"][0]["id"] = "porch"
         cfg["cameras"][0]["inputs"] = [{"url": cam.url, "roles": ["record"]}]
         cfg_path.write_text(yaml.safe_dump(cfg))
-        up = _run("up", "--config", str(cfg_path), "--data-dir", str(run_dir), "--for", "25s")
+        up = run_cli("up", "--config", str(cfg_path), "--data-dir", str(run_dir), "--for", "25s")
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
 
     remote = run_dir / "remote"
     signer = data / "keys" / "hub.key"
-    ver = _run("verify", "--json", "--signer", str(signer), str(remote))
+    ver = run_cli("verify", "--json", "--signer", str(signer), str(remote))
     rep = json.loads(ver.stdout)
     assert ver.returncode == 0 and rep["ok"], ver.stdout + ver.stderr
     files = rep["files"]
@@ -50,7 +44,7 @@ def test_rtsp_camera_to_verified_decryptable_remote(tmp_path: Path) -> None:
     assert not any("porch" in p.name for p in remote.rglob("*")), "the camera's name must not reach storage"
 
     out = tmp_path / "out.mp4"
-    dec = _run("decrypt", "--identity", str(data / "keys" / "owner.identity"), "--signer", str(signer),
+    dec = run_cli("decrypt", "--identity", str(data / "keys" / "owner.identity"), "--signer", str(signer),
                "-o", str(out), str(remote))
     assert dec.returncode == 0, dec.stderr
     probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",

@@ -14,17 +14,15 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
 from rtsp_server import available, rtsp_camera
+from servers import wait_until
+from upctl import run_cli, running_up, service_logs, service_pid
 
 from sealcam.bus.contract import MotionEvent, VideoFragment
 from sealcam.format.chain import check_chains
@@ -37,60 +35,10 @@ from services.crypto.modes import ModeSettings
 from services.crypto.sealer import CameraSealer
 from services.crypto.state import StateStore
 
-SEALCAM = [sys.executable, "-m", "sealcam.cli.main"]
 FPS = 10  # the emulator's frame rate
 #: A media fragment in the clear: a moof box whose first child is its mfhd (what ffmpeg and every fMP4 muxer
 #: write). 12 bytes with 4 fixed at each end: random ciphertext holds it with odds of ~2^-64 per position.
 PLAIN_FRAGMENT = re.compile(rb"moof.{4}mfhd", re.DOTALL)
-
-
-def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*SEALCAM, *args], capture_output=True, text=True, timeout=timeout)
-
-
-@contextmanager
-def _up(cfg: Path, data: Path, seconds: int) -> Iterator[subprocess.Popen]:
-    up = subprocess.Popen([*SEALCAM, "up", "--config", str(cfg), "--data-dir", str(data), "--for", f"{seconds}s"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        yield up
-    finally:
-        if up.poll() is None:
-            up.terminate()
-            try:
-                up.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                up.kill()
-                up.communicate(timeout=10)
-
-
-def _logs(data: Path, tail: int = 2500) -> str:
-    return "".join(f"\n--- {p.name} ---\n{p.read_text(errors='replace')[-tail:]}"
-                   for p in sorted((data / "logs").glob("*.log")))
-
-
-def _service_pid(data: Path, module: str) -> int | None:
-    """PID of `python -m MODULE --config DATA/run/config.yml` (this test's `up`, not any other), or None."""
-    want = ["-m", module, "--config", str(data / "run" / "config.yml")]
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            argv = (p / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if any(argv[i:i + len(want)] == want for i in range(len(argv))):
-            return int(p.name)
-    return None
-
-
-def _wait_for(pred, timeout: float, step: float = 0.2) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def _us(text: str) -> int:
@@ -167,7 +115,7 @@ def test_kill_9_crypto_mid_event_in_events_mode(tmp_path: Path, monkeypatch: pyt
         pytest.skip(why)
     monkeypatch.setenv("SEALCAM_WATCHDOG_PORT", "0")  # never collide with another `sealcam up`
     first = tmp_path / "first"
-    run = _run("up", "--data-dir", str(first), "--for", "1s")  # keys and a default config
+    run = run_cli("up", "--data-dir", str(first), "--for", "1s")  # keys and a default config
     assert run.returncode == 0, run.stdout + run.stderr
     keys = first / "keys"
     data = tmp_path / "data"
@@ -183,28 +131,29 @@ def test_kill_9_crypto_mid_event_in_events_mode(tmp_path: Path, monkeypatch: pyt
         cfg["cameras"][0]["inputs"] = [{"url": cam.url, "roles": ["record"]}]
         cfg_path = tmp_path / "events.yml"
         cfg_path.write_text(yaml.safe_dump(cfg))
-        with _up(cfg_path, data, 34) as up:
+        with running_up(cfg_path, data, 34) as up:
             crypto_log = data / "logs" / "crypto.log"
-            assert _wait_for(lambda: crypto_log.exists() and "sealing the pre-roll" in crypto_log.read_text(
-                errors="replace"), 30), "no event started\n" + _logs(data)
+            assert wait_until(lambda: crypto_log.exists() and "sealing the pre-roll" in crypto_log.read_text(
+                errors="replace"), 30), "no event started\n" + service_logs(data)
             # the event's first segment is closed (so the chain state has footage behind it), then crypto dies a
             # few seconds into the second
-            assert _wait_for(lambda: "opened segment 1" in crypto_log.read_text(errors="replace"), 20), _logs(data)
+            opened = wait_until(lambda: "opened segment 1" in crypto_log.read_text(errors="replace"), 20)
+            assert opened, service_logs(data)
             time.sleep(3)
-            crypto = _service_pid(data, "services.crypto")
-            assert crypto is not None, _logs(data)
+            crypto = service_pid(data, "services.crypto")
+            assert crypto is not None, service_logs(data)
             os.kill(crypto, signal.SIGKILL)
             killed_at = time.time()
-            assert _wait_for(lambda: _service_pid(data, "services.crypto") not in (None, crypto), 15), \
-                "the supervisor did not restart crypto\n" + _logs(data)
+            assert wait_until(lambda: service_pid(data, "services.crypto") not in (None, crypto), 15), \
+                "the supervisor did not restart crypto\n" + service_logs(data)
             assert time.monotonic() - t0 < 26, "the kill must land well before `up` stops"
             out = up.communicate(timeout=90)[0]
-            assert up.returncode == 0, out[-3000:] + _logs(data)
+            assert up.returncode == 0, out[-3000:] + service_logs(data)
     print(f"events crash e2e: {time.monotonic() - t0:.1f} s")
     assert "starting crypto (restart 1)" in crypto_log.read_text(errors="replace")
 
     # one verified chain: every seq once, the segment cut short declared by a signed RESTART gap
-    ver = _run("verify", "--json", "--signer", str(keys / "hub.key"), str(remote))
+    ver = run_cli("verify", "--json", "--signer", str(keys / "hub.key"), str(remote))
     rep = json.loads(ver.stdout)
     assert ver.returncode == 0 and rep["ok"], ver.stdout[-4000:] + ver.stderr
     seqs = sorted(f["seq"] for f in rep["files"])
@@ -218,7 +167,7 @@ def test_kill_9_crypto_mid_event_in_events_mode(tmp_path: Path, monkeypatch: pyt
     # of the remote gives its checkpoint-signed prefix (declared by the signed RESTART gap); forced, all it holds; the
     # only problems let through are its missing end and the tail after its last signed checkpoint.
     cut = next(Path(f["path"]) for f in rep["files"] if f["seq"] == lost)
-    dec = _run("decrypt", "--force", "--identity", str(keys / "owner.identity"), "--signer", str(keys / "hub.key"),
+    dec = run_cli("decrypt", "--force", "--identity", str(keys / "owner.identity"), "--signer", str(keys / "hub.key"),
                "-o", str(tmp_path / "cut.mp4"), str(cut))
     assert dec.returncode in (0, 1), dec.stderr[-2000:]
     problems = [line for line in dec.stderr.splitlines() if line.startswith("let through:")]
@@ -228,7 +177,7 @@ def test_kill_9_crypto_mid_event_in_events_mode(tmp_path: Path, monkeypatch: pyt
 
     # everything, unforced: the cut segment gives only its checkpoint-signed prefix (declared by the RESTART gap);
     # no fragment twice (neither inside the chain nor between it and the cut segment's unsigned tail)
-    dec = _run("decrypt", "--identity", str(keys / "owner.identity"), "--signer", str(keys / "hub.key"),
+    dec = run_cli("decrypt", "--identity", str(keys / "owner.identity"), "--signer", str(keys / "hub.key"),
                "-o", str(tmp_path / "all.mp4"), str(remote))
     assert dec.returncode == 0, dec.stderr[-2000:]
     note = f"{cut} (segment {lost}): unfinished segment, declared by the signed restart gap"
@@ -246,7 +195,7 @@ def test_kill_9_crypto_mid_event_in_events_mode(tmp_path: Path, monkeypatch: pyt
     # declared "not recording")
     last_before = max(f.decode_time for f in before)
     after = [f for f in frags if f.decode_time > last_before]
-    assert len(after) >= 12, f"only {len(after)} fragments sealed after the restart\n" + _logs(data)
+    assert len(after) >= 12, f"only {len(after)} fragments sealed after the restart\n" + service_logs(data)
     assert not [g for g in rep["gaps"] if g["reason"] == "not-recording" and _us(g["until"]) > killed_at * 1e6], \
         rep["gaps"]
 

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from rtsp_server import RtspCamera, available
+from upctl import run_cli
 
-SEALCAM = [sys.executable, "-m", "sealcam.cli.main"]
 S = 1_000_000
 
 
 def _run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([*SEALCAM, *args], capture_output=True, text=True, timeout=timeout)
+    return run_cli(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -10,59 +10,30 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 from rtsp_server import available, rtsp_camera
-from servers import Sshd, seaweedfs, seaweedfs_available, sshd_available
+from servers import Sshd, seaweedfs, seaweedfs_available, sshd_available, wait_until
+from upctl import run_cli, running_up, service_logs, service_pid
 
-SEALCAM = [sys.executable, "-m", "sealcam.cli.main"]
 FPS = 10  # the emulator's frame rate
-
-
-def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*SEALCAM, *args], capture_output=True, text=True, timeout=timeout)
-
-
-@contextmanager
-def _up(cfg: Path, data: Path, seconds: int) -> Iterator[subprocess.Popen]:
-    """`sealcam up --for SECONDS` as a subprocess; stopped (SIGTERM, then SIGKILL) if the test fails early."""
-    up = subprocess.Popen([*SEALCAM, "up", "--config", str(cfg), "--data-dir", str(data), "--for", f"{seconds}s"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        yield up
-    finally:
-        if up.poll() is None:
-            up.terminate()
-            try:
-                up.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                up.kill()
-                up.communicate(timeout=10)
 
 
 def _finish(up: subprocess.Popen, data: Path, timeout: float = 60) -> None:
     out = up.communicate(timeout=timeout)[0]
-    assert up.returncode == 0, out[-3000:] + _logs(data)
+    assert up.returncode == 0, out[-3000:] + service_logs(data)
 
 
-def _logs(data: Path, tail: int = 2500) -> str:
-    return "".join(f"\n--- {p.name} ---\n{p.read_text(errors='replace')[-tail:]}"
-                   for p in sorted((data / "logs").glob("*.log")))
-
-
-def _first_run(tmp_path: Path) -> tuple[Path, dict]:
+def _firstrun_cli(tmp_path: Path) -> tuple[Path, dict]:
     """Keys and a default config from a first `sealcam up` with no config (as the README's first run), in a data
     dir of its own; returns the data dir for the recording run (its own spool, remote and sealed bus, reusing the
     first run's keys) and a config for it. So only the RTSP camera's segments are compared: the 1 s run's
     synthetic segment can still sit unread on that run's sealed bus."""
     first = tmp_path / "first"
-    run = _run("up", "--data-dir", str(first), "--for", "1s")
+    run = run_cli("up", "--data-dir", str(first), "--for", "1s")
     assert run.returncode == 0, run.stdout + run.stderr
     data = tmp_path / "data"
     cfg = yaml.safe_load((first / "config.yml").read_text())
@@ -89,14 +60,14 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def _verify(data: Path, remote: Path) -> dict:
-    ver = _run("verify", "--json", "--signer", str(_keys(data) / "hub.key"), str(remote))
+    ver = run_cli("verify", "--json", "--signer", str(_keys(data) / "hub.key"), str(remote))
     rep = json.loads(ver.stdout)
     assert ver.returncode == 0 and rep["ok"], ver.stdout[-4000:] + ver.stderr
     return rep
 
 
 def _decrypt_frames(data: Path, remote: Path, out: Path) -> int:
-    dec = _run("decrypt", "--identity", str(_keys(data) / "owner.identity"), "--signer",
+    dec = run_cli("decrypt", "--identity", str(_keys(data) / "owner.identity"), "--signer",
                str(_keys(data) / "hub.key"), "-o", str(out), str(remote))
     assert dec.returncode == 0, dec.stdout[-2000:] + dec.stderr[-2000:]
     probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
@@ -115,29 +86,6 @@ def _check_seqs(rep: dict) -> None:
     assert seqs == list(range(len(seqs))), f"seqs {seqs}"
 
 
-def _service_pid(data: Path, module: str) -> int:
-    """PID of `python -m MODULE --config DATA/run/config.yml` (this test's `up`, not any other)."""
-    want = ["-m", module, "--config", str(data / "run" / "config.yml")]
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            argv = (p / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if any(argv[i:i + len(want)] == want for i in range(len(argv))):
-            return int(p.name)
-    raise AssertionError(f"{module} is not running for {data}")
-
-
-def _wait_for(pred, timeout: float, step: float = 0.2) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
 
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -155,7 +103,7 @@ def servers_available() -> None:
 
 
 def test_rtsp_to_sftp_and_s3_through_a_30s_storage_outage(tmp_path: Path, servers_available) -> None:  # noqa: ANN001
-    data, cfg = _first_run(tmp_path)
+    data, cfg = _firstrun_cli(tmp_path)
     sremote = tmp_path / "sftp-remote"
     sshd = Sshd(tmp_path / "sshd")
     sshd.start()
@@ -171,14 +119,14 @@ def test_rtsp_to_sftp_and_s3_through_a_30s_storage_outage(tmp_path: Path, server
                  "object_lock": {"mode": "governance", "days": 1}}]
             cfg_path = tmp_path / "storage.yml"
             cfg_path.write_text(yaml.safe_dump(cfg))
-            check = _run("config", "check", str(cfg_path))
+            check = run_cli("config", "check", str(cfg_path))
             assert check.returncode == 0, check.stdout + check.stderr
 
             record_s = 48
             t0 = time.monotonic()
-            with _up(cfg_path, data, record_s) as up:
+            with running_up(cfg_path, data, record_s) as up:
                 # live: the first fragments reach the SFTP server before the outage
-                assert _wait_for(lambda: any(sremote.rglob("*.seal")), 15), _logs(data)
+                assert wait_until(lambda: any(sremote.rglob("*.seal")), 15), service_logs(data)
                 time.sleep(max(0.0, 8 - (time.monotonic() - t0)))
                 sshd.stop()  # storage down for 30 s while the camera keeps recording
                 time.sleep(30)
@@ -195,13 +143,13 @@ def test_rtsp_to_sftp_and_s3_through_a_30s_storage_outage(tmp_path: Path, server
             sizes = {n: (len(spool[n][0]) if n in spool else None, len(got[n]) if n in got else None)
                      for n in sorted({*spool, *got})}
             bad = [n for n in sizes if got.get(n) != (spool[n][0] if n in spool else None)]
-            assert not bad, f"SFTP differs from the spool (spool bytes, SFTP bytes): {sizes}\n" + _logs(data)
+            assert not bad, f"SFTP differs from the spool (spool bytes, SFTP bytes): {sizes}\n" + service_logs(data)
             # S3: every complete object, downloaded with boto3, no leftover parts
             c = sw["client"]
             keys = [o["Key"] for page in c.get_paginator("list_objects_v2").paginate(Bucket="locked", Prefix="cams/")
                     for o in page.get("Contents", [])]
             whole = sorted(k.removeprefix("cams/") for k in keys if ".parts/" not in k)
-            assert whole == sorted(spool), f"S3 holds {whole}; spool {sorted(spool)}\n" + _logs(data)
+            assert whole == sorted(spool), f"S3 holds {whole}; spool {sorted(spool)}\n" + service_logs(data)
             s3copy = tmp_path / "s3-copy"
             for n in whole:
                 (s3copy / n).parent.mkdir(parents=True, exist_ok=True)
@@ -232,26 +180,26 @@ def test_rtsp_to_sftp_and_s3_through_a_30s_storage_outage(tmp_path: Path, server
 def test_kill_9_crypto_and_uploader_mid_stream(tmp_path: Path) -> None:
     if why := available():
         pytest.skip(why)
-    data, cfg = _first_run(tmp_path)
+    data, cfg = _firstrun_cli(tmp_path)
     remote = Path(cfg["storage"][0]["path"])  # the default local folder remote
     with rtsp_camera() as cam:
         cfg["cameras"][0]["inputs"] = [{"url": cam.url, "roles": ["record"]}]
         cfg_path = tmp_path / "kill.yml"
         cfg_path.write_text(yaml.safe_dump(cfg))
         t0 = time.monotonic()
-        with _up(cfg_path, data, 40) as up:
+        with running_up(cfg_path, data, 40) as up:
             # kill crypto mid-way through the first 10 s segment (~4 s after its first fragment reached the remote)
-            assert _wait_for(lambda: len(_tree(remote)) >= 1, 30), _logs(data)
+            assert wait_until(lambda: len(_tree(remote)) >= 1, 30), service_logs(data)
             time.sleep(4)
             crypto = _service_pid(data, "services.crypto")
             os.kill(crypto, signal.SIGKILL)
-            assert _wait_for(lambda: _pid_or_none(data, "services.crypto") not in (None, crypto), 15), \
-                "the supervisor did not restart crypto\n" + _logs(data)
+            assert wait_until(lambda: service_pid(data, "services.crypto") not in (None, crypto), 15), \
+                "the supervisor did not restart crypto\n" + service_logs(data)
             time.sleep(6)
             uploader = _service_pid(data, "services.uploader")
             os.kill(uploader, signal.SIGKILL)
-            assert _wait_for(lambda: _pid_or_none(data, "services.uploader") not in (None, uploader), 15), \
-                "the supervisor did not restart the uploader\n" + _logs(data)
+            assert wait_until(lambda: service_pid(data, "services.uploader") not in (None, uploader), 15), \
+                "the supervisor did not restart the uploader\n" + service_logs(data)
             assert time.monotonic() - t0 < 38, "the kills must land while `up` is still recording"
             _finish(up, data)
 
@@ -261,7 +209,7 @@ def test_kill_9_crypto_and_uploader_mid_stream(tmp_path: Path) -> None:
     got = _tree(remote)
     # every record the uploader acknowledged (spooled, fsynced) is on the remote, byte for byte
     missing = sorted(set(spool) - set(got))
-    assert not missing, f"acknowledged but not on the remote: {missing}\n" + _logs(data)
+    assert not missing, f"acknowledged but not on the remote: {missing}\n" + service_logs(data)
     assert sorted(got) == sorted(spool), f"on the remote but never spooled: {sorted(set(got) - set(spool))}"
     bad = [n for n, (b, done) in spool.items() if done and got[n] != b]
     assert not bad, f"complete objects that differ from the spool: {bad}"
@@ -278,8 +226,7 @@ def test_kill_9_crypto_and_uploader_mid_stream(tmp_path: Path) -> None:
     assert frames >= 15 * FPS, f"{frames} frames"
 
 
-def _pid_or_none(data: Path, module: str) -> int | None:
-    try:
-        return _service_pid(data, module)
-    except AssertionError:
-        return None
+def _service_pid(data: Path, module: str) -> int:
+    pid = service_pid(data, module)
+    assert pid is not None, f"{module} is not running for {data}"
+    return pid

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 from rtsp_server import RtspCamera, available
+from upctl import SEALCAM, run_cli
 
-SEALCAM = [sys.executable, "-m", "sealcam.cli.main"]
 BARS_S = 6  # the camera shows a test card this long after the recorder connects, then black (lens covered)
 # A static test card (something for motion to learn), then black to the end.
 _SCRIPT = (f"smptebars=s=320x240:r=10:d={BARS_S}[a];color=c=black:s=320x240:r=10:d=40[b];"
@@ -26,7 +25,7 @@ _SCRIPT = (f"smptebars=s=320x240:r=10:d={BARS_S}[a];color=c=black:s=320x240:r=10
 
 
 def _run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([*SEALCAM, *args], capture_output=True, text=True, timeout=timeout)
+    return run_cli(*args, timeout=timeout)
 
 
 class _Hook(BaseHTTPRequestHandler):
